@@ -1,0 +1,212 @@
+//! Content-addressed blobs on the local filesystem.
+//!
+//! A blob lives at `<root>/sha256/<first two hex digits>/<digest>`. Writing
+//! goes to a fresh file under `<root>/tmp/`, hashed on the way; `commit`
+//! checks the digest, fsyncs the file, renames it into place and fsyncs the
+//! directory. A rename is atomic, so a reader sees the whole blob or nothing,
+//! and a blob that failed its digest is never visible. Leftover temp files
+//! (from a crash mid-write) are removed on open.
+
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use waybill_core::digest::{Sha256, Sha256Hasher};
+use waybill_core::memory::check_digest;
+use waybill_core::store::{BlobInfo, BlobStore, BlobWriter};
+use waybill_core::{StoreError, StoreErrorKind, async_trait};
+
+/// A `BlobStore` in a directory.
+#[derive(Debug)]
+pub struct FsBlobStore {
+    root: PathBuf,
+    next_tmp: AtomicU64,
+}
+
+fn io_err(op: &'static str, e: std::io::Error) -> StoreError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::NotFound => StoreErrorKind::NotFound,
+        _ => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(kind, op, "blob file").with_source(e)
+}
+
+async fn blocking<T: Send + 'static>(
+    op: &'static str,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(res) => res,
+        Err(e) => Err(
+            StoreError::new(StoreErrorKind::Unavailable, op, "blocking task failed").with_source(e),
+        ),
+    }
+}
+
+impl FsBlobStore {
+    /// Opens the store in `root`, creating it, and clears stale temp files.
+    pub fn open(root: impl AsRef<Path>) -> Result<FsBlobStore, StoreError> {
+        let root = root.as_ref().to_path_buf();
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp).map_err(|e| io_err("open", e))?;
+        }
+        fs::create_dir_all(&tmp).map_err(|e| io_err("open", e))?;
+        fs::create_dir_all(root.join("sha256")).map_err(|e| io_err("open", e))?;
+        Ok(FsBlobStore {
+            root,
+            next_tmp: AtomicU64::new(0),
+        })
+    }
+
+    /// Where a committed blob lives.
+    pub fn blob_path(&self, digest: &Sha256) -> PathBuf {
+        let hex = digest.to_hex();
+        self.root.join("sha256").join(&hex[..2]).join(hex)
+    }
+}
+
+struct FsBlobWriter {
+    // `None` once handed to a blocking task and not yet given back.
+    file: Option<File>,
+    tmp_path: PathBuf,
+    hasher: Option<Sha256Hasher>,
+    size: u64,
+    final_dir: PathBuf,
+}
+
+impl Drop for FsBlobWriter {
+    fn drop(&mut self) {
+        // Uncommitted (or failed) writes leave nothing behind; after a
+        // successful commit the temp path no longer exists.
+        let _ = fs::remove_file(&self.tmp_path);
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn writer(&self) -> Result<Box<dyn BlobWriter>, StoreError> {
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let tmp_path = self
+            .root
+            .join("tmp")
+            .join(format!("{}-{n}.part", std::process::id()));
+        let path = tmp_path.clone();
+        let file = blocking("writer", move || {
+            File::options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| io_err("writer", e))
+        })
+        .await?;
+        Ok(Box::new(FsBlobWriter {
+            file: Some(file),
+            tmp_path,
+            hasher: Some(Sha256Hasher::new()),
+            size: 0,
+            final_dir: self.root.join("sha256"),
+        }))
+    }
+
+    async fn stat(&self, digest: &Sha256) -> Result<Option<u64>, StoreError> {
+        let path = self.blob_path(digest);
+        blocking("stat", move || match fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("stat", e)),
+        })
+        .await
+    }
+
+    async fn read_range(
+        &self,
+        digest: &Sha256,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        blocking("read_range", move || {
+            let mut file = File::open(&path).map_err(|e| io_err("read_range", e))?;
+            let size = file.metadata().map_err(|e| io_err("read_range", e))?.len();
+            let start = offset.min(size);
+            let n = len.min(size - start);
+            file.seek(SeekFrom::Start(start))
+                .map_err(|e| io_err("read_range", e))?;
+            let mut buf = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
+            file.take(n)
+                .read_to_end(&mut buf)
+                .map_err(|e| io_err("read_range", e))?;
+            Ok(buf)
+        })
+        .await
+    }
+
+    async fn delete(&self, digest: &Sha256) -> Result<bool, StoreError> {
+        let path = self.blob_path(digest);
+        blocking("delete", move || match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io_err("delete", e)),
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl BlobWriter for FsBlobWriter {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        let (Some(mut file), Some(mut hasher)) = (self.file.take(), self.hasher.take()) else {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "write",
+                "an earlier write failed",
+            ));
+        };
+        let chunk = chunk.to_vec();
+        let (file, hasher) = blocking("write", move || {
+            // Hashing here keeps a second pass over the file off the commit path.
+            hasher.update(&chunk);
+            file.write_all(&chunk).map_err(|e| io_err("write", e))?;
+            Ok((file, hasher))
+        })
+        .await?;
+        self.size = hasher.len();
+        self.file = Some(file);
+        self.hasher = Some(hasher);
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>, expected: Option<Sha256>) -> Result<BlobInfo, StoreError> {
+        let (Some(file), Some(hasher)) = (self.file.take(), self.hasher.take()) else {
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "commit",
+                "an earlier write failed",
+            ));
+        };
+        let digest = hasher.finish();
+        check_digest(digest, expected)?;
+        let size = self.size;
+        let tmp = self.tmp_path.clone();
+        let dir = self.final_dir.join(&digest.to_hex()[..2]);
+        blocking("commit", move || {
+            file.sync_all().map_err(|e| io_err("commit", e))?;
+            drop(file);
+            fs::create_dir_all(&dir).map_err(|e| io_err("commit", e))?;
+            let dest = dir.join(digest.to_hex());
+            // Same content already stored: keep the existing copy.
+            if !dest.exists() {
+                fs::rename(&tmp, &dest).map_err(|e| io_err("commit", e))?;
+                // The rename is durable only once its directory is synced.
+                File::open(&dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(|e| io_err("commit", e))?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(BlobInfo { digest, size })
+    }
+}

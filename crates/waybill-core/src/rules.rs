@@ -1,0 +1,378 @@
+//! Distribution rules: which edge sites a distribution goes to.
+//!
+//! A rule is three wildcard fields, `site_name`, `city_name` and
+//! `country_codes`. `*` matches any run of characters (also none) and `?`
+//! matches exactly one character (a `char`, not a byte, so `M?nchen` matches
+//! `München`). There is no escape: `*` and `?` are always wildcards.
+//!
+//! Semantics, checked against a regex reference by property tests:
+//! - An absent field, an empty string, or an empty `country_codes` list means `*`.
+//! - A site matches a rule when the site name matches, the city matches, and
+//!   at least one country pattern matches the site's country code.
+//! - A site is selected when any rule matches it, so `[{}]` selects every site
+//!   and `[]` selects none.
+//! - Matching is case-insensitive: both sides are folded character by
+//!   character with Unicode lower-casing (`fold_char`). Site names and cities
+//!   are typed by people (`new york` vs `New York`) and ISO country codes are
+//!   case-insensitive by definition, so a case-sensitive match would only
+//!   produce empty selections that look like outages.
+//!
+//! Each pattern is compiled once into the cheapest matcher that is exact for
+//! it (any, exact, prefix, suffix, or a general `*`/`?` matcher).
+
+use serde::{Deserialize, Serialize};
+
+use crate::site::EdgeSite;
+
+/// One distribution rule as a user wrote it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistributionRule {
+    /// Pattern on the site name; `None` means any.
+    pub site_name: Option<String>,
+    /// Pattern on the city name; `None` means any.
+    pub city_name: Option<String>,
+    /// Patterns on the ISO country code; empty means any.
+    pub country_codes: Vec<String>,
+}
+
+/// Folds one character for case-insensitive matching.
+///
+/// A character whose lower case is several characters (such as `İ`) is kept
+/// as it is, so folding never changes a string's length in characters and
+/// `?` keeps meaning "one character".
+#[inline]
+pub fn fold_char(c: char) -> char {
+    if c.is_ascii() {
+        return c.to_ascii_lowercase();
+    }
+    let mut lower = c.to_lowercase();
+    match (lower.next(), lower.next()) {
+        (Some(l), None) => l,
+        _ => c,
+    }
+}
+
+/// Folds a whole string with `fold_char`.
+pub fn fold(s: &str) -> String {
+    s.chars().map(fold_char).collect()
+}
+
+/// A compiled wildcard pattern.
+#[derive(Clone, Debug)]
+pub struct Pattern {
+    raw: String,
+    matcher: Matcher,
+}
+
+#[derive(Clone, Debug)]
+enum Matcher {
+    Any,
+    Exact(Vec<char>),
+    Prefix(Vec<char>),
+    Suffix(Vec<char>),
+    General(Vec<Token>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Token {
+    Lit(char),
+    One,
+    Star,
+}
+
+impl Pattern {
+    /// Compiles `raw`; an empty pattern means `*`.
+    pub fn new(raw: &str) -> Pattern {
+        let mut tokens: Vec<Token> = Vec::with_capacity(raw.len());
+        for c in raw.chars() {
+            let tok = match c {
+                '*' => Token::Star,
+                '?' => Token::One,
+                c => Token::Lit(fold_char(c)),
+            };
+            // `**` is the same as `*`; collapsing keeps the general matcher linear in common cases.
+            if !(tok == Token::Star && tokens.last() == Some(&Token::Star)) {
+                tokens.push(tok);
+            }
+        }
+        let lits = |toks: &[Token]| -> Option<Vec<char>> {
+            toks.iter()
+                .map(|t| match t {
+                    Token::Lit(c) => Some(*c),
+                    _ => None,
+                })
+                .collect()
+        };
+        let matcher = match tokens.as_slice() {
+            [] | [Token::Star] => Matcher::Any,
+            [Token::Star, rest @ ..] if lits(rest).is_some() => {
+                Matcher::Suffix(lits(rest).unwrap_or_default())
+            }
+            [rest @ .., Token::Star] if lits(rest).is_some() => {
+                Matcher::Prefix(lits(rest).unwrap_or_default())
+            }
+            all => match lits(all) {
+                Some(exact) => Matcher::Exact(exact),
+                None => Matcher::General(tokens),
+            },
+        };
+        Pattern {
+            raw: raw.to_string(),
+            matcher,
+        }
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// Whether `text` matches, case-insensitively.
+    pub fn matches(&self, text: &str) -> bool {
+        match &self.matcher {
+            Matcher::Any => true,
+            Matcher::Exact(lit) => eq_folded(text.chars(), lit.iter().copied(), true),
+            Matcher::Prefix(lit) => eq_folded(text.chars(), lit.iter().copied(), false),
+            Matcher::Suffix(lit) => eq_folded(text.chars().rev(), lit.iter().rev().copied(), false),
+            Matcher::General(tokens) => match_general(tokens, text),
+        }
+    }
+}
+
+/// Compares folded `text` with `lit`; `whole` demands equal length, otherwise
+/// `lit` need only be a prefix of `text`.
+#[inline]
+fn eq_folded(
+    mut text: impl Iterator<Item = char>,
+    lit: impl Iterator<Item = char>,
+    whole: bool,
+) -> bool {
+    for l in lit {
+        match text.next() {
+            Some(c) if fold_char(c) == l => {}
+            _ => return false,
+        }
+    }
+    !whole || text.next().is_none()
+}
+
+/// Glob matching with one backtrack point: the last `*` seen. Linear for a
+/// single `*`, and O(text × pattern) in the worst case, never exponential.
+fn match_general(pat: &[Token], text: &str) -> bool {
+    let text: Vec<char> = text.chars().map(fold_char).collect();
+    let (mut p, mut t) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pat.get(p) {
+            Some(Token::One) => {
+                p += 1;
+                t += 1;
+            }
+            Some(Token::Lit(c)) if *c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            Some(Token::Star) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    // Let the last `*` swallow one more character and retry.
+                    star = Some((sp, st + 1));
+                    p = sp + 1;
+                    t = st + 1;
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[p..].iter().all(|t| *t == Token::Star)
+}
+
+/// A compiled rule.
+#[derive(Clone, Debug)]
+pub struct CompiledRule {
+    site: Pattern,
+    city: Pattern,
+    countries: Vec<Pattern>,
+}
+
+impl CompiledRule {
+    /// Compiles one rule.
+    pub fn new(rule: &DistributionRule) -> CompiledRule {
+        let field = |f: &Option<String>| Pattern::new(f.as_deref().unwrap_or(""));
+        CompiledRule {
+            site: field(&rule.site_name),
+            city: field(&rule.city_name),
+            countries: rule.country_codes.iter().map(|c| Pattern::new(c)).collect(),
+        }
+    }
+
+    /// Whether a site with these attributes matches this rule.
+    pub fn matches(&self, site_name: &str, city: &str, country: &str) -> bool {
+        self.site.matches(site_name)
+            && self.city.matches(city)
+            && (self.countries.is_empty() || self.countries.iter().any(|p| p.matches(country)))
+    }
+}
+
+/// A compiled set of rules: a site is selected when any rule matches it.
+#[derive(Clone, Debug)]
+pub struct RuleSet {
+    rules: Vec<CompiledRule>,
+}
+
+impl RuleSet {
+    /// Compiles `rules` once, for matching many sites.
+    pub fn new(rules: &[DistributionRule]) -> RuleSet {
+        RuleSet {
+            rules: rules.iter().map(CompiledRule::new).collect(),
+        }
+    }
+
+    /// Whether any rule matches the site.
+    pub fn matches(&self, site: &EdgeSite) -> bool {
+        self.matches_fields(&site.name, &site.city_name, &site.country_code)
+    }
+
+    /// Whether any rule matches a site with these attributes.
+    pub fn matches_fields(&self, site_name: &str, city: &str, country: &str) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.matches(site_name, city, country))
+    }
+
+    /// The sites any rule selects, in the order given.
+    pub fn select<'a>(&self, sites: &'a [EdgeSite]) -> Vec<&'a EdgeSite> {
+        sites.iter().filter(|s| self.matches(s)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The reference: fold both sides, then an escaped, anchored regex.
+    fn reference(pattern: &str, text: &str) -> bool {
+        let pattern = if pattern.is_empty() { "*" } else { pattern };
+        let mut re = String::from("^");
+        for c in fold(pattern).chars() {
+            match c {
+                '*' => re.push_str("(?s:.*)"),
+                '?' => re.push_str("(?s:.)"),
+                c => re.push_str(&regex::escape(&c.to_string())),
+            }
+        }
+        re.push('$');
+        regex::Regex::new(&re).unwrap().is_match(&fold(text))
+    }
+
+    #[track_caller]
+    fn check(pattern: &str, text: &str, expected: bool) {
+        assert_eq!(Pattern::new(pattern).matches(text), expected, "{pattern:?} ~ {text:?}");
+        assert_eq!(reference(pattern, text), expected, "reference {pattern:?} ~ {text:?}");
+    }
+
+    #[test]
+    fn wildcard_cases() {
+        check("*", "", true);
+        check("", "anything", true);
+        check("US_NY_Art0123", "us_ny_art0123", true);
+        check("US_NY_Art0123", "US_NY_Art01234", false);
+        check("US_*", "US_NY_Art0123", true);
+        check("US_*", "DE_BE_Art0001", false);
+        check("*0123", "US_NY_Art0123", true);
+        check("*0123", "US_NY_Art0124", false);
+        check("US_??_*", "US_NY_Art0123", true);
+        check("US_??_*", "US_NYC_Art0123", false);
+        check("M?nchen", "München", true);
+        check("M?nchen", "MÜNCHEN", true);
+        check("münchen", "MÜNCHEN", true);
+        check("M??nchen", "München", false);
+        check("*a*b*c", "xxaxxbxxc", true);
+        check("*a*b*c", "xxaxxcxxb", false);
+        check("a*", "a", true);
+        check("?", "", false);
+        check("**", "x", true);
+        check("*?", "", false);
+        // `İ` lower-cases to two characters, so it is kept as is.
+        check("İ", "İ", true);
+        check("?", "İ", true);
+    }
+
+    #[test]
+    fn rule_semantics() {
+        let site = |name: &str, city: &str, cc: &str| EdgeSite::for_matching(name, city, cc);
+        let sites = vec![
+            site("us-east-1", "New York", "US"),
+            site("us-west-1", "San Jose", "US"),
+            site("de-fra-1", "Frankfurt", "DE"),
+            site("de-muc-1", "München", "DE"),
+        ];
+        let names = |rules: &[DistributionRule]| -> Vec<String> {
+            RuleSet::new(rules)
+                .select(&sites)
+                .into_iter()
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        let rule = |s: Option<&str>, c: Option<&str>, cc: &[&str]| DistributionRule {
+            site_name: s.map(str::to_string),
+            city_name: c.map(str::to_string),
+            country_codes: cc.iter().map(|c| c.to_string()).collect(),
+        };
+        assert_eq!(names(&[DistributionRule::default()]).len(), 4, "{{}} is all sites");
+        assert_eq!(names(&[rule(Some("*"), None, &[])]).len(), 4);
+        assert!(names(&[]).is_empty(), "no rules select nothing");
+        assert_eq!(names(&[rule(None, None, &["de"])]), ["de-fra-1", "de-muc-1"]);
+        assert_eq!(names(&[rule(None, Some("m?nchen"), &[])]), ["de-muc-1"]);
+        // All fields must match within one rule ...
+        assert!(names(&[rule(Some("us-*"), None, &["DE"])]).is_empty());
+        // ... any country in the list will do ...
+        assert_eq!(names(&[rule(Some("*-1"), None, &["FR", "U?"])]), ["us-east-1", "us-west-1"]);
+        // ... and any rule in the set will do.
+        assert_eq!(
+            names(&[rule(None, Some("new york"), &[]), rule(Some("de-fra-*"), None, &[])]),
+            ["us-east-1", "de-fra-1"]
+        );
+    }
+
+    fn pattern_strategy() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                3 => Just('*'),
+                2 => Just('?'),
+                4 => proptest::sample::select(vec!['a', 'b', 'A', 'ü', 'Ü', 'İ', '.', '[', '-']),
+            ],
+            0..8,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    fn text_strategy() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            proptest::sample::select(vec!['a', 'b', 'B', 'ü', 'Ü', 'İ', 'i', '.', '[', '-', '\n']),
+            0..10,
+        )
+        .prop_map(|cs| cs.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn matcher_agrees_with_regex(pattern in pattern_strategy(), text in text_strategy()) {
+            prop_assert_eq!(Pattern::new(&pattern).matches(&text), reference(&pattern, &text));
+        }
+
+        #[test]
+        fn any_string_matches_itself(text in "\\PC{0,12}") {
+            // Without wildcards a pattern is a literal and matches itself.
+            let literal: String = text.chars().filter(|c| *c != '*' && *c != '?').collect();
+            prop_assert!(Pattern::new(&literal).matches(&literal));
+        }
+    }
+}

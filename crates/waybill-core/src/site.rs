@@ -1,0 +1,130 @@
+//! Edge sites and service ids.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Which kind of JFrog-style service an id names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServiceKind {
+    /// A distribution hub: `jfds@…`.
+    Distribution,
+    /// An edge node (an Artifactory edge in JFrog's terms): `jfrt@…`.
+    Edge,
+}
+
+impl ServiceKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            ServiceKind::Distribution => "jfds",
+            ServiceKind::Edge => "jfrt",
+        }
+    }
+}
+
+/// A stable service id such as `jfds@01J…` or `jfrt@01J…`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServiceId(String);
+
+impl ServiceId {
+    /// A new id of `kind` from a ULID (time-ordered, so ids sort by creation).
+    pub fn new(kind: ServiceKind, ulid: ulid::Ulid) -> ServiceId {
+        ServiceId(format!("{}@{}", kind.prefix(), ulid))
+    }
+
+    /// Parses `jfds@<ulid>` or `jfrt@<ulid>`.
+    pub fn parse(raw: impl Into<String>) -> Result<ServiceId, Error> {
+        let raw = raw.into();
+        let valid = raw.split_once('@').is_some_and(|(prefix, id)| {
+            matches!(prefix, "jfds" | "jfrt") && ulid::Ulid::from_string(id).is_ok()
+        });
+        if !valid {
+            return Err(Error::invalid(
+                "service_id",
+                format!("'{raw}' is not of the form jfds@<ulid> or jfrt@<ulid>"),
+            ));
+        }
+        Ok(ServiceId(raw))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ServiceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for ServiceId {
+    type Error = Error;
+    fn try_from(raw: String) -> Result<Self, Error> {
+        ServiceId::parse(raw)
+    }
+}
+
+impl From<ServiceId> for String {
+    fn from(v: ServiceId) -> String {
+        v.0
+    }
+}
+
+/// Builds a ULID from a time and 80 bits of randomness supplied by the caller,
+/// so the core reads neither the clock nor the OS random source itself.
+pub fn ulid_from_parts(now_millis: u64, random: u128) -> ulid::Ulid {
+    ulid::Ulid::from_parts(now_millis, random)
+}
+
+/// An edge site that bundles can be distributed to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeSite {
+    /// The edge's stable id, `jfrt@<ulid>`.
+    pub service_id: ServiceId,
+    /// Unique site name, matched by `site_name` rules.
+    pub name: String,
+    /// City, matched by `city_name` rules.
+    pub city_name: String,
+    /// ISO 3166 country code, matched by `country_codes` rules.
+    pub country_code: String,
+    /// Base URL where the hub reaches the edge.
+    pub url: String,
+}
+
+impl EdgeSite {
+    /// The JFrog `type` of every site Waybill distributes to.
+    pub const TYPE: &'static str = "edge";
+
+    /// A site carrying only what rule matching reads; for tests and benches.
+    pub fn for_matching(name: &str, city: &str, country: &str) -> EdgeSite {
+        EdgeSite {
+            service_id: ServiceId(format!("jfrt@{}", ulid::Ulid::nil())),
+            name: name.to_string(),
+            city_name: city.to_string(),
+            country_code: country.to_string(),
+            url: String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_ids_round_trip() {
+        let id = ServiceId::new(ServiceKind::Distribution, ulid_from_parts(1_700_000_000_000, 42));
+        assert!(id.as_str().starts_with("jfds@"));
+        assert_eq!(ServiceId::parse(id.to_string()).unwrap(), id);
+        let edge = ServiceId::new(ServiceKind::Edge, ulid_from_parts(1, 2));
+        assert!(edge.as_str().starts_with("jfrt@"));
+        for bad in ["", "jfds@", "jfds@nope", "xx@01ARZ3NDEKTSV4RRFFQ69G5FAV", "01ARZ3NDEKTSV4RRFFQ69G5FAV"] {
+            assert!(ServiceId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

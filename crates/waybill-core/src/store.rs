@@ -1,0 +1,270 @@
+//! Repository traits: the only way the core reaches storage.
+//!
+//! Each method documents its contract under **Behavior**; every bullet there
+//! is a case of the behaviour suite in `waybill-store-testkit`, which runs
+//! against every backend. Backends do blocking IO inside
+//! `tokio::task::spawn_blocking` (see ARCHITECTURE.md); callers simply await.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+
+use crate::auth::{TokenRecord, User};
+use crate::bundle::ReleaseBundleVersion;
+use crate::digest::Sha256;
+use crate::keys::SigningKey;
+use crate::name::{BundleName, BundleVersion};
+use crate::site::{EdgeSite, ServiceId};
+use crate::tracker::{Tracker, TrackerId};
+use crate::{Error, StoreError};
+
+/// A window into an ordered listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Items to skip.
+    pub offset: u64,
+    /// Items to return at most.
+    pub limit: u64,
+}
+
+impl Page {
+    /// Everything.
+    pub const ALL: Page = Page {
+        offset: 0,
+        limit: u64::MAX,
+    };
+}
+
+/// One page of a listing, with the size of the whole listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed<T> {
+    /// The items of the page.
+    pub items: Vec<T>,
+    /// How many items the whole listing has.
+    pub total: u64,
+}
+
+/// A domain step inside a version transaction; an `Err` aborts it.
+pub type VersionUpdate = Box<dyn FnOnce(&mut ReleaseBundleVersion) -> Result<(), Error> + Send>;
+
+/// A domain step inside a tracker transaction; an `Err` aborts it.
+pub type TrackerUpdate = Box<dyn FnOnce(&mut Tracker) -> Result<(), Error> + Send>;
+
+/// Store health and small named settings.
+#[async_trait]
+pub trait SystemRepo: Send + Sync + Debug {
+    /// **Behavior:** `Ok` only when the store can read and write now.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// **Behavior:** an unknown key gives `Ok(None)`.
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// **Behavior:** stores `value`, replacing any earlier one.
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// **Behavior:** stores `value` only when `key` is unset, and returns the
+    /// value in force afterwards, so racing first starts agree on one value.
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError>;
+}
+
+/// Release bundle versions.
+#[async_trait]
+pub trait BundleRepo: Send + Sync + Debug {
+    /// **Behavior:**
+    /// - an existing (name, version) gives `Conflict` and writes nothing;
+    /// - otherwise the version becomes the newest of its bundle.
+    async fn create_version(&self, version: ReleaseBundleVersion) -> Result<(), StoreError>;
+
+    /// **Behavior:** an unknown version gives `Ok(None)`.
+    async fn get_version(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+    ) -> Result<Option<ReleaseBundleVersion>, StoreError>;
+
+    /// Reads, lets `update` change, and writes back, in one transaction.
+    ///
+    /// **Behavior:**
+    /// - an unknown version gives `Error::NotFound`;
+    /// - if `update` returns `Err`, that error comes back and nothing is written;
+    /// - renaming (changing name or version) is refused with `Error::Invalid`;
+    /// - the version keeps its place in creation order.
+    async fn update_version(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+        update: VersionUpdate,
+    ) -> Result<ReleaseBundleVersion, Error>;
+
+    /// **Behavior:** versions newest first (by creation order), of one bundle
+    /// or of all; `total` counts the whole listing, not the page.
+    async fn list_versions(
+        &self,
+        name: Option<&BundleName>,
+        page: Page,
+    ) -> Result<Listed<ReleaseBundleVersion>, StoreError>;
+
+    /// **Behavior:** the version of `name` created last, or `Ok(None)`.
+    async fn latest_version(
+        &self,
+        name: &BundleName,
+    ) -> Result<Option<ReleaseBundleVersion>, StoreError>;
+
+    /// **Behavior:** `Ok(false)` when there was nothing to delete.
+    async fn delete_version(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+    ) -> Result<bool, StoreError>;
+
+    /// **Behavior:** deletes every version of `name`; returns how many.
+    async fn delete_bundle(&self, name: &BundleName) -> Result<u64, StoreError>;
+}
+
+/// Edge sites.
+#[async_trait]
+pub trait SiteRepo: Send + Sync + Debug {
+    /// **Behavior:**
+    /// - inserts, or replaces the site with the same `service_id`;
+    /// - a different site already using the name gives `Conflict`, writing nothing.
+    async fn put_site(&self, site: EdgeSite) -> Result<(), StoreError>;
+
+    /// **Behavior:** an unknown id gives `Ok(None)`.
+    async fn get_site(&self, id: &ServiceId) -> Result<Option<EdgeSite>, StoreError>;
+
+    /// **Behavior:** all sites, ordered by name.
+    async fn list_sites(&self) -> Result<Vec<EdgeSite>, StoreError>;
+
+    /// **Behavior:** `Ok(false)` when there was nothing to delete; frees the name.
+    async fn delete_site(&self, id: &ServiceId) -> Result<bool, StoreError>;
+}
+
+/// Signing keys.
+#[async_trait]
+pub trait KeyRepo: Send + Sync + Debug {
+    /// **Behavior:** inserts or replaces by id; a key stored as `default`
+    /// clears the flag on every other key in the same transaction.
+    async fn put_key(&self, key: SigningKey) -> Result<(), StoreError>;
+
+    /// **Behavior:** an unknown id gives `Ok(None)`.
+    async fn get_key(&self, id: &str) -> Result<Option<SigningKey>, StoreError>;
+
+    /// **Behavior:** the key flagged `default`, or `Ok(None)`.
+    async fn default_key(&self) -> Result<Option<SigningKey>, StoreError>;
+
+    /// **Behavior:** all keys, ordered by id.
+    async fn list_keys(&self) -> Result<Vec<SigningKey>, StoreError>;
+
+    /// **Behavior:** `Ok(false)` when there was nothing to delete.
+    async fn delete_key(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+/// Distribution trackers.
+#[async_trait]
+pub trait TrackerRepo: Send + Sync + Debug {
+    /// **Behavior:** assigns the next id (ids increase and are never reused,
+    /// even after deletes), stores, and returns the stored tracker.
+    async fn create_tracker(&self, tracker: Tracker) -> Result<Tracker, StoreError>;
+
+    /// **Behavior:** an unknown id gives `Ok(None)`.
+    async fn get_tracker(&self, id: TrackerId) -> Result<Option<Tracker>, StoreError>;
+
+    /// Reads, lets `update` change, and writes back, in one transaction.
+    ///
+    /// **Behavior:** unknown id gives `Error::NotFound`; an `Err` from
+    /// `update` writes nothing; changing the id is refused.
+    async fn update_tracker(&self, id: TrackerId, update: TrackerUpdate)
+    -> Result<Tracker, Error>;
+
+    /// **Behavior:** trackers of one bundle, one version, or all, by id ascending.
+    async fn list_trackers(
+        &self,
+        name: Option<&BundleName>,
+        version: Option<&BundleVersion>,
+    ) -> Result<Vec<Tracker>, StoreError>;
+
+    /// **Behavior:** deletes the trackers of one version; returns how many.
+    async fn delete_trackers(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+    ) -> Result<u64, StoreError>;
+}
+
+/// Users and access-token records.
+#[async_trait]
+pub trait UserRepo: Send + Sync + Debug {
+    /// **Behavior:** an existing name gives `Conflict` and writes nothing.
+    async fn create_user(&self, user: User) -> Result<(), StoreError>;
+
+    /// **Behavior:** inserts or replaces by name.
+    async fn put_user(&self, user: User) -> Result<(), StoreError>;
+
+    /// **Behavior:** an unknown name gives `Ok(None)`.
+    async fn get_user(&self, name: &str) -> Result<Option<User>, StoreError>;
+
+    /// **Behavior:** all users, ordered by name.
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+
+    /// **Behavior:** `Ok(false)` when there was nothing to delete.
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// **Behavior:** inserts or replaces by `token_id`.
+    async fn put_token(&self, token: TokenRecord) -> Result<(), StoreError>;
+
+    /// **Behavior:** an unknown id gives `Ok(None)`.
+    async fn get_token(&self, token_id: &str) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// **Behavior:** all token records, ordered by (issued_at, token_id).
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// **Behavior:** `Ok(false)` when there was nothing to delete.
+    async fn delete_token(&self, token_id: &str) -> Result<bool, StoreError>;
+}
+
+/// Everything a Waybill server persists, in one object a backend provides.
+pub trait Store: SystemRepo + BundleRepo + SiteRepo + KeyRepo + TrackerRepo + UserRepo {}
+
+impl<T> Store for T where T: SystemRepo + BundleRepo + SiteRepo + KeyRepo + TrackerRepo + UserRepo {}
+
+/// A blob's address and size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// SHA-256 of the content.
+    pub digest: Sha256,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Content-addressed blob storage, keyed by SHA-256.
+#[async_trait]
+pub trait BlobStore: Send + Sync + Debug {
+    /// Starts writing a blob. Nothing is visible until `commit` succeeds;
+    /// dropping the writer discards what was written.
+    async fn writer(&self) -> Result<Box<dyn BlobWriter>, StoreError>;
+
+    /// **Behavior:** the size of a committed blob, or `Ok(None)`.
+    async fn stat(&self, digest: &Sha256) -> Result<Option<u64>, StoreError>;
+
+    /// **Behavior:** up to `len` bytes from `offset` (fewer at the end, none
+    /// past it); an unknown blob gives `NotFound`.
+    async fn read_range(&self, digest: &Sha256, offset: u64, len: u64)
+    -> Result<Vec<u8>, StoreError>;
+
+    /// **Behavior:** `Ok(false)` when there was nothing to delete.
+    async fn delete(&self, digest: &Sha256) -> Result<bool, StoreError>;
+}
+
+/// An unfinished blob.
+#[async_trait]
+pub trait BlobWriter: Send {
+    /// Appends a chunk, hashing it on the way.
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError>;
+
+    /// Makes the blob visible under its digest.
+    ///
+    /// **Behavior:** when `expected` is given and differs from the digest of
+    /// what was written, gives `Corrupt` and nothing becomes visible.
+    /// Committing content that is already stored succeeds and keeps one copy.
+    async fn commit(self: Box<Self>, expected: Option<Sha256>) -> Result<BlobInfo, StoreError>;
+}

@@ -1,0 +1,190 @@
+//! Authentication: who is calling.
+//!
+//! `Authorization: Basic` is checked against the user's argon2id hash. A
+//! verification costs tens of milliseconds on purpose, and the JFrog CLI sends
+//! Basic on every request, so a success is remembered for a few minutes as an
+//! HMAC of the password under a per-process random key (the password itself
+//! is never kept). A cached entry only counts while the user's stored hash is
+//! unchanged, so a password change takes effect at once.
+//!
+//! Hashing runs on the blocking pool, never on an async worker.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine;
+use ring::hmac;
+use waybill_core::auth::{PasswordHash, User};
+use waybill_core::store::Store;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// How long a verified Basic credential is remembered.
+const CACHE_TTL: Duration = Duration::from_secs(300);
+/// Cache entries kept at most; the cache is cleared when full.
+const CACHE_MAX: usize = 10_000;
+
+/// The authenticated caller, put into request extensions by [`require_auth`].
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// User name.
+    pub name: String,
+    /// Whether the user is an administrator.
+    pub admin: bool,
+}
+
+impl Principal {
+    /// 403 unless the caller is an administrator.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.admin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "user '{}' is not an administrator; this endpoint is admin only",
+                self.name
+            )))
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("authentication required"))
+    }
+}
+
+#[derive(Clone)]
+struct CacheEntry {
+    phc: String,
+    verified: Instant,
+}
+
+/// Verifies credentials against the user store.
+#[derive(Clone)]
+pub struct Authenticator {
+    store: Arc<dyn Store>,
+    key: Arc<hmac::Key>,
+    cache: Arc<Mutex<HashMap<(String, Vec<u8>), CacheEntry>>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator").finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// An authenticator over `store`'s users.
+    pub fn new(store: Arc<dyn Store>) -> Authenticator {
+        let rng = ring::rand::SystemRandom::new();
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("OS random source");
+        Authenticator {
+            store,
+            key: Arc::new(key),
+            cache: Arc::default(),
+        }
+    }
+
+    /// Checks a user name and password; `Ok(None)` means wrong or unknown.
+    pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<User>, ApiError> {
+        let user = self.store.get_user(name).await?;
+        let tag = hmac::sign(&self.key, password.as_bytes()).as_ref().to_vec();
+        let cache_key = (name.to_string(), tag);
+        if let Some(user) = &user {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(hit) = cache.get(&cache_key)
+                && hit.phc == user.password_hash.as_phc()
+                && hit.verified.elapsed() < CACHE_TTL
+            {
+                return Ok(Some(user.clone()));
+            }
+        }
+        let password = password.to_string();
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || match hash {
+            Some(h) => h.verify(&password),
+            None => {
+                // Same cost for unknown users, so timing does not reveal names.
+                PasswordHash::verify_dummy(&password);
+                false
+            }
+        })
+        .await
+        .map_err(|_| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "password check failed"))?;
+        if !ok {
+            return Ok(None);
+        }
+        let Some(user) = user else { return Ok(None) };
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(
+            cache_key,
+            CacheEntry {
+                phc: user.password_hash.as_phc().to_string(),
+                verified: Instant::now(),
+            },
+        );
+        Ok(Some(user))
+    }
+
+    async fn authenticate(&self, header: &str) -> Result<Principal, ApiError> {
+        let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(value.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
+            let (name, password) = decoded
+                .split_once(':')
+                .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
+            return match self.verify_password(name, password).await? {
+                Some(user) => Ok(Principal {
+                    name: user.name,
+                    admin: user.admin,
+                }),
+                None => Err(ApiError::unauthorized("bad user name or password")),
+            };
+        }
+        if scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::unauthorized(
+                "access tokens are not accepted by this server yet; use Basic authentication",
+            ));
+        }
+        Err(ApiError::unauthorized(format!(
+            "unsupported authorization scheme '{scheme}'; use Basic"
+        )))
+    }
+}
+
+/// Middleware for every route but the anonymous ones: no valid credential, no entry.
+pub async fn require_auth(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("authentication required"))?
+        .to_string();
+    let principal = state.auth.authenticate(&header).await?;
+    req.extensions_mut().insert(principal);
+    Ok(next.run(req).await)
+}

@@ -1,0 +1,125 @@
+//! `ApiError`: the one way a handler fails, rendered as JFrog's error body
+//! `{"status_code": N, "message": "..."}`.
+//!
+//! Validation problems map to 4xx, never 5xx or 429: the JFrog client
+//! silently re-sends POSTs on those. Internal failures are logged here, once,
+//! and the client gets a generic message that leaks nothing.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use waybill_core::{Error, StoreError, StoreErrorKind};
+
+/// A failed request.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    challenge: bool,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    status_code: u16,
+    message: &'a str,
+}
+
+impl ApiError {
+    /// An error with an explicit status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            challenge: false,
+        }
+    }
+
+    /// 400: the request is wrong; `message` says how.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// 401 with a `WWW-Authenticate` challenge.
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError {
+            challenge: true,
+            ..ApiError::new(StatusCode::UNAUTHORIZED, message)
+        }
+    }
+
+    /// 403: authenticated, but not allowed.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, message)
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, message)
+    }
+
+    /// The status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message clients see.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let status = match e.kind() {
+            StoreErrorKind::NotFound => StatusCode::NOT_FOUND,
+            StoreErrorKind::Conflict => StatusCode::CONFLICT,
+            StoreErrorKind::Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
+            // Retrying may help here, and 503 tells clients so.
+            StoreErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %e, "storage failure");
+            return ApiError::new(status, "internal storage error; see the server log");
+        }
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        match e {
+            Error::Store(e) => e.into(),
+            Error::Invalid { .. } | Error::Transition { .. } => ApiError::bad_request(e.to_string()),
+            Error::NotFound { .. } => ApiError::not_found(e.to_string()),
+            Error::AlreadyExists { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            other => {
+                tracing::error!(error = %other, "unexpected core error");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            status_code: self.status.as_u16(),
+            message: &self.message,
+        };
+        let mut res = (self.status, Json(body)).into_response();
+        if self.challenge {
+            let headers = res.headers_mut();
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Basic realm="waybill""#),
+            );
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(r#"Bearer realm="waybill""#),
+            );
+        }
+        res
+    }
+}

@@ -1,0 +1,131 @@
+//! Waybill's HTTP adapter: JFrog Distribution's REST surface on axum.
+//!
+//! This crate owns the wire: the DTOs in [`dto`], the mapping from core
+//! errors to statuses in [`error`], and authentication in [`auth`]. Handlers
+//! translate wire JSON to core types by hand, so the core never learns a wire
+//! format. Build the router with [`router`] over an [`AppState`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use waybill_core::site::ServiceId;
+use waybill_core::store::{BlobStore, Store};
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+mod system;
+
+pub use auth::{Authenticator, Principal};
+pub use error::ApiError;
+
+/// Everything handlers need, cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Records.
+    pub store: Arc<dyn Store>,
+    /// Content.
+    pub blobs: Arc<dyn BlobStore>,
+    /// This server's stable id, `jfds@<ulid>`.
+    pub service_id: ServiceId,
+    /// Credential checks.
+    pub auth: Authenticator,
+}
+
+impl AppState {
+    /// State over a store and blob store.
+    pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, service_id: ServiceId) -> AppState {
+        AppState {
+            auth: Authenticator::new(store.clone()),
+            store,
+            blobs,
+            service_id,
+        }
+    }
+}
+
+/// The server version reported by `system/info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let anonymous = Router::new()
+        .route("/distribution/api/v1/system/ping", get(system::ping))
+        .route("/distribution/api/v1/system/info", get(system::info));
+    // `layer` (not `route_layer`) also guards the fallback, so probing
+    // unknown paths without credentials reveals nothing.
+    let authenticated = Router::new()
+        .route(
+            "/distribution/api/v1/system/settings",
+            get(system::get_settings).post(system::update_settings),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
+    Router::new()
+        .merge(anonymous)
+        .merge(authenticated)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {} {}", req.method(), req.uri().path()))
+}
+
+/// One line per request; never headers or bodies, which may carry secrets.
+async fn log_request(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let start = Instant::now();
+    let res = next.run(req).await;
+    let status = res.status().as_u16();
+    let ms = start.elapsed().as_millis() as u64;
+    if res.status().is_server_error() {
+        tracing::warn!(%method, %path, status, ms, "request");
+    } else {
+        tracing::info!(%method, %path, status, ms, "request");
+    }
+    res
+}
+
+/// `axum::Json`, but a body that does not parse becomes a 400 in JFrog's
+/// error shape naming what was wrong, instead of axum's plain-text 422.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Json(v)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("invalid JSON body: {}", rejection.body_text()),
+            )),
+        }
+    }
+}
+
+impl<T: serde::Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}

@@ -1,0 +1,681 @@
+//! Waybill store on sled 0.34 (pinned: sled's main branch is a 1.0 alpha rewrite).
+//!
+//! Everything lives in sled's default tree under one-letter key prefixes, so a
+//! write that touches several records (a version and its two order indexes)
+//! is a single `apply_batch`, which sled makes atomic against crashes and
+//! readers. Read-modify-write steps run under one write mutex (the SQLite
+//! backend's single writer, copied, so both backends behave alike), and each
+//! write is flushed to disk before it returns. Calls run on tokio's blocking
+//! pool via `spawn_blocking`.
+//!
+//! Key layout (`\0` separates parts; names cannot contain control characters):
+//! - `m\0{key}` settings
+//! - `v\0{name}\0{version}` a version, with its creation sequence
+//! - `q\0{seq}` and `n\0{name}\0{seq}` creation-order indexes (seq big-endian)
+//! - `c\0{counter}` counters: `seq` for versions, `trk` for tracker ids
+//! - `s\0{service_id}` sites, `S\0{name}` the unique-name index
+//! - `k\0{id}` signing keys, `t\0{id}` trackers (id big-endian)
+//! - `u\0{name}` users, `o\0{token_id}` token records
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use waybill_core::auth::{TokenRecord, User};
+use waybill_core::bundle::ReleaseBundleVersion;
+use waybill_core::keys::SigningKey;
+use waybill_core::memory::paged;
+use waybill_core::name::{BundleName, BundleVersion};
+use waybill_core::site::{EdgeSite, ServiceId};
+use waybill_core::store::*;
+use waybill_core::tracker::{Tracker, TrackerId};
+use waybill_core::{Error, StoreError, StoreErrorKind, async_trait};
+
+/// A `Store` in a sled database directory.
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: sled::Db,
+    write_lock: Mutex<()>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredVersion {
+    seq: u64,
+    version: ReleaseBundleVersion,
+}
+
+fn key(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = vec![prefix];
+    for p in parts {
+        k.push(0);
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn prefix_of(prefix: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = key(prefix, parts);
+    k.push(0);
+    k
+}
+
+/// The one place sled errors become store error kinds.
+fn map_err(op: &'static str, e: sled::Error) -> StoreError {
+    let kind = match e {
+        sled::Error::Corruption { .. } => StoreErrorKind::Corrupt,
+        _ => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(kind, op, "sled").with_source(e)
+}
+
+fn encode<T: Serialize>(op: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value)
+        .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, op, "encode").with_source(e))
+}
+
+fn decode<T: DeserializeOwned>(op: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, op, "decode").with_source(e))
+}
+
+/// The writes of one transaction, applied as one batch at the end.
+struct Writes<'a> {
+    db: &'a sled::Db,
+    op: &'static str,
+    batch: sled::Batch,
+    // Reads inside the transaction see its own earlier writes.
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Writes<'_> {
+    fn get_raw(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.overlay.get(k) {
+            return Ok(v.clone());
+        }
+        let v = self.db.get(k).map_err(|e| map_err(self.op, e))?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
+        self.get_raw(k)?.map(|b| decode(self.op, &b)).transpose()
+    }
+
+    fn put_raw(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.batch.insert(k.clone(), v.clone());
+        self.overlay.insert(k, Some(v));
+    }
+
+    fn put<T: Serialize>(&mut self, k: Vec<u8>, v: &T) -> Result<(), StoreError> {
+        let bytes = encode(self.op, v)?;
+        self.put_raw(k, bytes);
+        Ok(())
+    }
+
+    fn remove(&mut self, k: Vec<u8>) {
+        self.batch.remove(k.clone());
+        self.overlay.insert(k, None);
+    }
+
+    /// Increments counter `name` and returns its new value.
+    fn next(&mut self, name: &str) -> Result<u64, StoreError> {
+        let k = key(b'c', &[name.as_bytes()]);
+        let current = match self.get_raw(&k)? {
+            Some(b) => u64::from_be_bytes(b.as_slice().try_into().map_err(|_| {
+                StoreError::new(StoreErrorKind::Corrupt, self.op, format!("counter {name}"))
+            })?),
+            None => 0,
+        };
+        self.put_raw(k, (current + 1).to_be_bytes().to_vec());
+        Ok(current + 1)
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the database in directory `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new()
+            .path(path.as_ref())
+            .open()
+            .map_err(|e| map_err("open", e))?;
+        Ok(SledStore {
+            inner: Arc::new(Inner {
+                db,
+                write_lock: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Runs `f` on the blocking pool.
+    async fn blocking<T, E>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Inner) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || f(&inner)).await {
+            Ok(res) => res,
+            Err(e) => Err(
+                StoreError::new(StoreErrorKind::Unavailable, op, "blocking task failed")
+                    .with_source(e)
+                    .into(),
+            ),
+        }
+    }
+
+    /// Runs `f` as one atomic, durable write; an `Err` from `f` writes nothing.
+    async fn write<T, E>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&mut Writes<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.blocking(op, move |inner| {
+            let _guard = inner.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let mut w = Writes {
+                db: &inner.db,
+                op,
+                batch: sled::Batch::default(),
+                overlay: BTreeMap::new(),
+            };
+            let out = f(&mut w)?;
+            inner.db.apply_batch(w.batch).map_err(|e| map_err(op, e))?;
+            inner.db.flush().map_err(|e| map_err(op, e))?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Reads one record.
+    async fn read_one<T>(&self, op: &'static str, k: Vec<u8>) -> Result<Option<T>, StoreError>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.blocking(op, move |inner| {
+            let v = inner.db.get(&k).map_err(|e| map_err(op, e))?;
+            v.map(|b| decode(op, &b)).transpose()
+        })
+        .await
+    }
+
+    /// Reads every record under a prefix, in key order. Holds the write lock
+    /// so a listing never sees half of a concurrent write.
+    async fn read_prefix<T>(&self, op: &'static str, prefix: Vec<u8>) -> Result<Vec<T>, StoreError>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        self.blocking(op, move |inner| {
+            let _guard = inner.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+            scan(inner, op, &prefix)?
+                .into_iter()
+                .map(|(_, v)| decode(op, &v))
+                .collect()
+        })
+        .await
+    }
+}
+
+fn scan(inner: &Inner, op: &'static str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    inner
+        .db
+        .scan_prefix(prefix)
+        .map(|kv| {
+            kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| map_err(op, e))
+        })
+        .collect()
+}
+
+fn conflict(op: &'static str, what: String) -> StoreError {
+    StoreError::new(StoreErrorKind::Conflict, op, what)
+}
+
+fn version_key(name: &str, version: &str) -> Vec<u8> {
+    key(b'v', &[name.as_bytes(), version.as_bytes()])
+}
+
+#[async_trait]
+impl SystemRepo for SledStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking("ping", |inner| {
+            inner.db.get(b"c\0ping").map_err(|e| map_err("ping", e))?;
+            // Checks that the log can still be written and synced.
+            inner.db.flush().map_err(|e| map_err("ping", e))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_setting(&self, k: &str) -> Result<Option<String>, StoreError> {
+        self.read_one("get_setting", key(b'm', &[k.as_bytes()])).await
+    }
+
+    async fn put_setting(&self, k: &str, value: &str) -> Result<(), StoreError> {
+        let (k, value) = (key(b'm', &[k.as_bytes()]), value.to_string());
+        self.write("put_setting", move |w| w.put(k, &value)).await
+    }
+
+    async fn setting_or_insert(&self, k: &str, value: &str) -> Result<String, StoreError> {
+        let (k, value) = (key(b'm', &[k.as_bytes()]), value.to_string());
+        self.write("setting_or_insert", move |w| {
+            if let Some(existing) = w.get::<String>(&k)? {
+                return Ok(existing);
+            }
+            w.put(k, &value)?;
+            Ok(value)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl BundleRepo for SledStore {
+    async fn create_version(&self, version: ReleaseBundleVersion) -> Result<(), StoreError> {
+        self.write("create_version", move |w| {
+            let (name, ver) = (version.name.to_string(), version.version.to_string());
+            let vk = version_key(&name, &ver);
+            if w.get_raw(&vk)?.is_some() {
+                return Err(conflict("create_version", version.label()));
+            }
+            let seq = w.next("seq")?;
+            let seq_be = seq.to_be_bytes();
+            let pair = [name.as_bytes(), b"\0", ver.as_bytes()].concat();
+            w.put_raw(key(b'q', &[&seq_be]), pair);
+            w.put_raw(key(b'n', &[name.as_bytes(), &seq_be]), ver.into_bytes());
+            w.put(vk, &StoredVersion { seq, version })
+        })
+        .await
+    }
+
+    async fn get_version(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+    ) -> Result<Option<ReleaseBundleVersion>, StoreError> {
+        let k = version_key(name.as_str(), version.as_str());
+        let stored: Option<StoredVersion> = self.read_one("get_version", k).await?;
+        Ok(stored.map(|s| s.version))
+    }
+
+    async fn update_version(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+        update: VersionUpdate,
+    ) -> Result<ReleaseBundleVersion, Error> {
+        let (name, version) = (name.clone(), version.clone());
+        self.write("update_version", move |w| {
+            let k = version_key(name.as_str(), version.as_str());
+            let Some(stored) = w.get::<StoredVersion>(&k)? else {
+                return Err(Error::NotFound {
+                    what: format!("release bundle version {name}/{version}"),
+                });
+            };
+            let mut next = stored.version.clone();
+            update(&mut next)?;
+            if next.name != stored.version.name || next.version != stored.version.version {
+                return Err(Error::Invalid {
+                    field: "version",
+                    reason: "an update cannot change a version's name or version".into(),
+                });
+            }
+            w.put(
+                k,
+                &StoredVersion {
+                    seq: stored.seq,
+                    version: next.clone(),
+                },
+            )?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn list_versions(
+        &self,
+        name: Option<&BundleName>,
+        page: Page,
+    ) -> Result<Listed<ReleaseBundleVersion>, StoreError> {
+        let name = name.map(|n| n.to_string());
+        self.blocking("list_versions", move |inner| {
+            const OP: &str = "list_versions";
+            let _guard = inner.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+            // Index entries in creation order; newest first means reversed.
+            let index: Vec<(String, String)> = match &name {
+                None => scan(inner, OP, b"q\0")?
+                    .into_iter()
+                    .map(|(_, pair)| split_pair(OP, &pair))
+                    .collect::<Result<_, _>>()?,
+                Some(n) => scan(inner, OP, &prefix_of(b'n', &[n.as_bytes()]))?
+                    .into_iter()
+                    .map(|(_, v)| utf8(OP, v).map(|v| (n.clone(), v)))
+                    .collect::<Result<_, _>>()?,
+            };
+            let total = index.len() as u64;
+            let mut items = Vec::new();
+            for (n, v) in paged(index.into_iter().rev(), page) {
+                let bytes = inner
+                    .db
+                    .get(version_key(&n, &v))
+                    .map_err(|e| map_err(OP, e))?
+                    .ok_or_else(|| {
+                        StoreError::new(StoreErrorKind::Corrupt, OP, format!("index names missing {n}/{v}"))
+                    })?;
+                items.push(decode::<StoredVersion>(OP, &bytes)?.version);
+            }
+            Ok(Listed { items, total })
+        })
+        .await
+    }
+
+    async fn latest_version(
+        &self,
+        name: &BundleName,
+    ) -> Result<Option<ReleaseBundleVersion>, StoreError> {
+        let listed = self.list_versions(Some(name), Page { offset: 0, limit: 1 }).await?;
+        Ok(listed.items.into_iter().next())
+    }
+
+    async fn delete_version(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+    ) -> Result<bool, StoreError> {
+        let (name, version) = (name.to_string(), version.to_string());
+        self.write("delete_version", move |w| remove_version(w, &name, &version))
+            .await
+    }
+
+    async fn delete_bundle(&self, name: &BundleName) -> Result<u64, StoreError> {
+        let name = name.to_string();
+        self.write("delete_bundle", move |w| {
+            let versions = scan_writes(w, &prefix_of(b'n', &[name.as_bytes()]))?;
+            let mut n = 0;
+            for (_, v) in versions {
+                if remove_version(w, &name, &utf8(w.op, v)?)? {
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+    }
+}
+
+fn scan_writes(w: &Writes<'_>, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    w.db.scan_prefix(prefix)
+        .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| map_err(w.op, e)))
+        .collect()
+}
+
+fn remove_version(w: &mut Writes<'_>, name: &str, version: &str) -> Result<bool, StoreError> {
+    let k = version_key(name, version);
+    let Some(stored) = w.get::<StoredVersion>(&k)? else {
+        return Ok(false);
+    };
+    let seq_be = stored.seq.to_be_bytes();
+    w.remove(key(b'q', &[&seq_be]));
+    w.remove(key(b'n', &[name.as_bytes(), &seq_be]));
+    w.remove(k);
+    Ok(true)
+}
+
+fn utf8(op: &'static str, bytes: Vec<u8>) -> Result<String, StoreError> {
+    String::from_utf8(bytes)
+        .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, op, "index entry").with_source(e))
+}
+
+fn split_pair(op: &'static str, pair: &[u8]) -> Result<(String, String), StoreError> {
+    let at = pair.iter().position(|b| *b == 0).ok_or_else(|| {
+        StoreError::new(StoreErrorKind::Corrupt, op, "index entry without separator")
+    })?;
+    Ok((utf8(op, pair[..at].to_vec())?, utf8(op, pair[at + 1..].to_vec())?))
+}
+
+#[async_trait]
+impl SiteRepo for SledStore {
+    async fn put_site(&self, site: EdgeSite) -> Result<(), StoreError> {
+        self.write("put_site", move |w| {
+            let id = site.service_id.as_str().as_bytes().to_vec();
+            let name_key = key(b'S', &[site.name.as_bytes()]);
+            if let Some(owner) = w.get_raw(&name_key)?
+                && owner != id
+            {
+                return Err(conflict("put_site", format!("site name '{}'", site.name)));
+            }
+            let site_key = key(b's', &[&id]);
+            if let Some(old) = w.get::<EdgeSite>(&site_key)?
+                && old.name != site.name
+            {
+                w.remove(key(b'S', &[old.name.as_bytes()]));
+            }
+            w.put_raw(name_key, id);
+            w.put(site_key, &site)
+        })
+        .await
+    }
+
+    async fn get_site(&self, id: &ServiceId) -> Result<Option<EdgeSite>, StoreError> {
+        self.read_one("get_site", key(b's', &[id.as_str().as_bytes()])).await
+    }
+
+    async fn list_sites(&self) -> Result<Vec<EdgeSite>, StoreError> {
+        let mut sites: Vec<EdgeSite> = self.read_prefix("list_sites", b"s\0".to_vec()).await?;
+        sites.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(sites)
+    }
+
+    async fn delete_site(&self, id: &ServiceId) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write("delete_site", move |w| {
+            let k = key(b's', &[id.as_bytes()]);
+            let Some(site) = w.get::<EdgeSite>(&k)? else {
+                return Ok(false);
+            };
+            w.remove(key(b'S', &[site.name.as_bytes()]));
+            w.remove(k);
+            Ok(true)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl KeyRepo for SledStore {
+    async fn put_key(&self, signing_key: SigningKey) -> Result<(), StoreError> {
+        self.write("put_key", move |w| {
+            if signing_key.default {
+                for (k, v) in scan_writes(w, b"k\0")? {
+                    let mut other: SigningKey = decode(w.op, &v)?;
+                    if other.default && other.id != signing_key.id {
+                        other.default = false;
+                        w.put(k, &other)?;
+                    }
+                }
+            }
+            w.put(key(b'k', &[signing_key.id.as_bytes()]), &signing_key)
+        })
+        .await
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<SigningKey>, StoreError> {
+        self.read_one("get_key", key(b'k', &[id.as_bytes()])).await
+    }
+
+    async fn default_key(&self) -> Result<Option<SigningKey>, StoreError> {
+        let keys = self.list_keys().await?;
+        Ok(keys.into_iter().find(|k| k.default))
+    }
+
+    async fn list_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
+        let mut keys: Vec<SigningKey> = self.read_prefix("list_keys", b"k\0".to_vec()).await?;
+        keys.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(keys)
+    }
+
+    async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
+        let k = key(b'k', &[id.as_bytes()]);
+        self.write("delete_key", move |w| {
+            let existed = w.get_raw(&k)?.is_some();
+            w.remove(k);
+            Ok(existed)
+        })
+        .await
+    }
+}
+
+fn tracker_key(id: TrackerId) -> Vec<u8> {
+    key(b't', &[&id.to_be_bytes()])
+}
+
+#[async_trait]
+impl TrackerRepo for SledStore {
+    async fn create_tracker(&self, mut tracker: Tracker) -> Result<Tracker, StoreError> {
+        self.write("create_tracker", move |w| {
+            tracker.id = w.next("trk")?;
+            w.put(tracker_key(tracker.id), &tracker)?;
+            Ok(tracker)
+        })
+        .await
+    }
+
+    async fn get_tracker(&self, id: TrackerId) -> Result<Option<Tracker>, StoreError> {
+        self.read_one("get_tracker", tracker_key(id)).await
+    }
+
+    async fn update_tracker(
+        &self,
+        id: TrackerId,
+        update: TrackerUpdate,
+    ) -> Result<Tracker, Error> {
+        self.write("update_tracker", move |w| {
+            let k = tracker_key(id);
+            let Some(mut next) = w.get::<Tracker>(&k)? else {
+                return Err(Error::NotFound {
+                    what: format!("distribution tracker {id}"),
+                });
+            };
+            update(&mut next)?;
+            if next.id != id {
+                return Err(Error::Invalid {
+                    field: "id",
+                    reason: "an update cannot change a tracker's id".into(),
+                });
+            }
+            w.put(k, &next)?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn list_trackers(
+        &self,
+        name: Option<&BundleName>,
+        version: Option<&BundleVersion>,
+    ) -> Result<Vec<Tracker>, StoreError> {
+        let all: Vec<Tracker> = self.read_prefix("list_trackers", b"t\0".to_vec()).await?;
+        Ok(all
+            .into_iter()
+            .filter(|t| name.is_none_or(|n| &t.name == n))
+            .filter(|t| version.is_none_or(|v| &t.version == v))
+            .collect())
+    }
+
+    async fn delete_trackers(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+    ) -> Result<u64, StoreError> {
+        let (name, version) = (name.clone(), version.clone());
+        self.write("delete_trackers", move |w| {
+            let mut n = 0;
+            for (k, v) in scan_writes(w, b"t\0")? {
+                let t: Tracker = decode(w.op, &v)?;
+                if t.name == name && t.version == version {
+                    w.remove(k);
+                    n += 1;
+                }
+            }
+            Ok(n)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UserRepo for SledStore {
+    async fn create_user(&self, user: User) -> Result<(), StoreError> {
+        self.write("create_user", move |w| {
+            let k = key(b'u', &[user.name.as_bytes()]);
+            if w.get_raw(&k)?.is_some() {
+                return Err(conflict("create_user", format!("user '{}'", user.name)));
+            }
+            w.put(k, &user)
+        })
+        .await
+    }
+
+    async fn put_user(&self, user: User) -> Result<(), StoreError> {
+        self.write("put_user", move |w| w.put(key(b'u', &[user.name.as_bytes()]), &user))
+            .await
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        self.read_one("get_user", key(b'u', &[name.as_bytes()])).await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        // Key order is name order: user names cannot contain the separator.
+        self.read_prefix("list_users", b"u\0".to_vec()).await
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let k = key(b'u', &[name.as_bytes()]);
+        self.write("delete_user", move |w| {
+            let existed = w.get_raw(&k)?.is_some();
+            w.remove(k);
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn put_token(&self, token: TokenRecord) -> Result<(), StoreError> {
+        self.write("put_token", move |w| {
+            w.put(key(b'o', &[token.token_id.as_bytes()]), &token)
+        })
+        .await
+    }
+
+    async fn get_token(&self, token_id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.read_one("get_token", key(b'o', &[token_id.as_bytes()])).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let mut tokens: Vec<TokenRecord> = self.read_prefix("list_tokens", b"o\0".to_vec()).await?;
+        tokens.sort_by(|a, b| (a.issued_at, &a.token_id).cmp(&(b.issued_at, &b.token_id)));
+        Ok(tokens)
+    }
+
+    async fn delete_token(&self, token_id: &str) -> Result<bool, StoreError> {
+        let k = key(b'o', &[token_id.as_bytes()]);
+        self.write("delete_token", move |w| {
+            let existed = w.get_raw(&k)?.is_some();
+            w.remove(k);
+            Ok(existed)
+        })
+        .await
+    }
+}

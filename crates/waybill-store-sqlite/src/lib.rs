@@ -1,0 +1,757 @@
+//! Waybill's default store: SQLite through rusqlite, bundled, in WAL mode.
+//!
+//! One connection behind a mutex serves every call, on tokio's blocking pool
+//! (`spawn_blocking`), so SQLite never blocks an async worker. Every write is
+//! one SQLite transaction: a domain step that refuses, or a crash, leaves no
+//! partial write. The schema is versioned with `PRAGMA user_version` and
+//! migrated forward on open (see `MIGRATIONS`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use waybill_core::auth::{TokenRecord, User};
+use waybill_core::bundle::ReleaseBundleVersion;
+use waybill_core::keys::SigningKey;
+use waybill_core::name::{BundleName, BundleVersion};
+use waybill_core::site::{EdgeSite, ServiceId};
+use waybill_core::store::*;
+use waybill_core::tracker::{Tracker, TrackerId};
+use waybill_core::{Error, StoreError, StoreErrorKind, async_trait};
+
+/// Schema migrations, applied in order; entry `i` takes the schema from
+/// version `i` to `i + 1`. Never edit a released entry: append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE bundle_versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (name, version)
+);
+CREATE INDEX bundle_versions_by_name ON bundle_versions (name, seq);
+CREATE TABLE sites (
+    service_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL
+);
+CREATE TABLE signing_keys (
+    id TEXT PRIMARY KEY,
+    is_default INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE trackers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX trackers_by_version ON trackers (name, version, id);
+CREATE TABLE users (name TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE tokens (
+    token_id TEXT PRIMARY KEY,
+    issued_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+"#];
+
+/// A `Store` in one SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = Connection::open(&path).map_err(|e| map_err("open", e))?;
+        // WAL lets readers run beside the writer; NORMAL sync in WAL mode is
+        // durable across process crashes (a power cut may drop the last commits,
+        // never corrupt the file).
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|e| map_err("open", e))?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version the file is at.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        schema_version(&conn)
+    }
+
+    /// Runs `f` in one transaction on the blocking pool; an `Err` rolls back.
+    async fn tx<T, E>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| map_err(op, e))?;
+            let out = f(&tx)?;
+            tx.commit().map_err(|e| map_err(op, e))?;
+            Ok(out)
+        })
+        .await;
+        match joined {
+            Ok(res) => res,
+            Err(e) => Err(StoreError::new(StoreErrorKind::Unavailable, op, "blocking task failed")
+                .with_source(e)
+                .into()),
+        }
+    }
+}
+
+fn schema_version(conn: &Connection) -> Result<u32, StoreError> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| map_err("schema_version", e))
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current = schema_version(conn)? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::new(
+            StoreErrorKind::Corrupt,
+            "migrate",
+            format!(
+                "database schema is version {current}, newer than this build's {}",
+                MIGRATIONS.len()
+            ),
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction().map_err(|e| map_err("migrate", e))?;
+        tx.execute_batch(sql).map_err(|e| map_err("migrate", e))?;
+        tx.pragma_update(None, "user_version", (i + 1) as u32)
+            .map_err(|e| map_err("migrate", e))?;
+        tx.commit().map_err(|e| map_err("migrate", e))?;
+    }
+    Ok(())
+}
+
+/// The one place rusqlite errors become store error kinds.
+fn map_err(op: &'static str, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    let kind = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            C::ConstraintViolation => StoreErrorKind::Conflict,
+            C::DatabaseCorrupt | C::NotADatabase => StoreErrorKind::Corrupt,
+            _ => StoreErrorKind::Unavailable,
+        },
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => StoreErrorKind::Corrupt,
+        _ => StoreErrorKind::Unavailable,
+    };
+    StoreError::new(kind, op, "sqlite").with_source(e)
+}
+
+fn encode<T: Serialize>(op: &'static str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, op, "encode").with_source(e))
+}
+
+fn decode<T: DeserializeOwned>(op: &'static str, body: &str) -> Result<T, StoreError> {
+    serde_json::from_str(body)
+        .map_err(|e| StoreError::new(StoreErrorKind::Corrupt, op, "decode").with_source(e))
+}
+
+/// One JSON body by a single-key query, decoded.
+fn query_one<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    op: &'static str,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<T>, StoreError> {
+    let body: Option<String> = tx
+        .query_row(sql, params, |r| r.get(0))
+        .optional()
+        .map_err(|e| map_err(op, e))?;
+    body.map(|b| decode(op, &b)).transpose()
+}
+
+/// All JSON bodies of a query, decoded in order.
+fn query_all<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    op: &'static str,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = tx.prepare_cached(sql).map_err(|e| map_err(op, e))?;
+    let rows = stmt
+        .query_map(params, |r| r.get::<_, String>(0))
+        .map_err(|e| map_err(op, e))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(decode(op, &row.map_err(|e| map_err(op, e))?)?);
+    }
+    Ok(out)
+}
+
+fn execute(
+    tx: &Transaction<'_>,
+    op: &'static str,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<usize, StoreError> {
+    tx.execute(sql, params).map_err(|e| map_err(op, e))
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl SystemRepo for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        // `tx` opens an IMMEDIATE transaction, which takes the write lock:
+        // success proves the file is readable and writable, and changes nothing.
+        self.tx("ping", |tx| {
+            tx.query_row("SELECT count(*) FROM settings", [], |r| r.get::<_, i64>(0))
+                .map_err(|e| map_err("ping", e))?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.tx("get_setting", move |tx| {
+            tx.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(|e| map_err("get_setting", e))
+        })
+        .await
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.tx("put_setting", move |tx| {
+            execute(
+                tx,
+                "put_setting",
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.tx("setting_or_insert", move |tx| {
+            execute(
+                tx,
+                "setting_or_insert",
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                [&key, &value],
+            )?;
+            tx.query_row("SELECT value FROM settings WHERE key = ?1", [&key], |r| r.get(0))
+                .map_err(|e| map_err("setting_or_insert", e))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl BundleRepo for SqliteStore {
+    async fn create_version(&self, version: ReleaseBundleVersion) -> Result<(), StoreError> {
+        let body = encode("create_version", &version)?;
+        self.tx("create_version", move |tx| {
+            let inserted = execute(
+                tx,
+                "create_version",
+                "INSERT INTO bundle_versions (name, version, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name, version) DO NOTHING",
+                params![version.name.as_str(), version.version.as_str(), body],
+            )?;
+            if inserted == 0 {
+                return Err(StoreError::new(
+                    StoreErrorKind::Conflict,
+                    "create_version",
+                    version.label(),
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_version(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+    ) -> Result<Option<ReleaseBundleVersion>, StoreError> {
+        let (name, version) = (name.to_string(), version.to_string());
+        self.tx("get_version", move |tx| {
+            query_one(
+                tx,
+                "get_version",
+                "SELECT body FROM bundle_versions WHERE name = ?1 AND version = ?2",
+                [name, version],
+            )
+        })
+        .await
+    }
+
+    async fn update_version(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+        update: VersionUpdate,
+    ) -> Result<ReleaseBundleVersion, Error> {
+        let (name, version) = (name.clone(), version.clone());
+        self.tx("update_version", move |tx| {
+            let current: ReleaseBundleVersion = query_one(
+                tx,
+                "update_version",
+                "SELECT body FROM bundle_versions WHERE name = ?1 AND version = ?2",
+                [name.as_str(), version.as_str()],
+            )?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("release bundle version {name}/{version}"),
+            })?;
+            let mut next = current.clone();
+            update(&mut next)?;
+            if next.name != current.name || next.version != current.version {
+                return Err(Error::Invalid {
+                    field: "version",
+                    reason: "an update cannot change a version's name or version".into(),
+                });
+            }
+            execute(
+                tx,
+                "update_version",
+                "UPDATE bundle_versions SET body = ?3 WHERE name = ?1 AND version = ?2",
+                params![name.as_str(), version.as_str(), encode("update_version", &next)?],
+            )?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn list_versions(
+        &self,
+        name: Option<&BundleName>,
+        page: Page,
+    ) -> Result<Listed<ReleaseBundleVersion>, StoreError> {
+        let name = name.map(|n| n.to_string());
+        self.tx("list_versions", move |tx| {
+            const OP: &str = "list_versions";
+            // `?1 IS NULL` makes one statement serve both "all" and "one bundle".
+            let total: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM bundle_versions WHERE ?1 IS NULL OR name = ?1",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .map_err(|e| map_err(OP, e))?;
+            let items = query_all(
+                tx,
+                OP,
+                "SELECT body FROM bundle_versions WHERE ?1 IS NULL OR name = ?1
+                 ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
+                params![name, clamp(page.limit), clamp(page.offset)],
+            )?;
+            Ok(Listed {
+                items,
+                total: total as u64,
+            })
+        })
+        .await
+    }
+
+    async fn latest_version(
+        &self,
+        name: &BundleName,
+    ) -> Result<Option<ReleaseBundleVersion>, StoreError> {
+        let name = name.to_string();
+        self.tx("latest_version", move |tx| {
+            query_one(
+                tx,
+                "latest_version",
+                "SELECT body FROM bundle_versions WHERE name = ?1 ORDER BY seq DESC LIMIT 1",
+                [name],
+            )
+        })
+        .await
+    }
+
+    async fn delete_version(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+    ) -> Result<bool, StoreError> {
+        let (name, version) = (name.to_string(), version.to_string());
+        self.tx("delete_version", move |tx| {
+            let n = execute(
+                tx,
+                "delete_version",
+                "DELETE FROM bundle_versions WHERE name = ?1 AND version = ?2",
+                [name, version],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn delete_bundle(&self, name: &BundleName) -> Result<u64, StoreError> {
+        let name = name.to_string();
+        self.tx("delete_bundle", move |tx| {
+            let n = execute(
+                tx,
+                "delete_bundle",
+                "DELETE FROM bundle_versions WHERE name = ?1",
+                [name],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SiteRepo for SqliteStore {
+    async fn put_site(&self, site: EdgeSite) -> Result<(), StoreError> {
+        let body = encode("put_site", &site)?;
+        self.tx("put_site", move |tx| {
+            // The UNIQUE(name) constraint turns a name clash into Conflict.
+            execute(
+                tx,
+                "put_site",
+                "INSERT INTO sites (service_id, name, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (service_id) DO UPDATE SET name = excluded.name, body = excluded.body",
+                params![site.service_id.as_str(), site.name, body],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn get_site(&self, id: &ServiceId) -> Result<Option<EdgeSite>, StoreError> {
+        let id = id.to_string();
+        self.tx("get_site", move |tx| {
+            query_one(tx, "get_site", "SELECT body FROM sites WHERE service_id = ?1", [id])
+        })
+        .await
+    }
+
+    async fn list_sites(&self) -> Result<Vec<EdgeSite>, StoreError> {
+        self.tx("list_sites", |tx| {
+            query_all(tx, "list_sites", "SELECT body FROM sites ORDER BY name", [])
+        })
+        .await
+    }
+
+    async fn delete_site(&self, id: &ServiceId) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.tx("delete_site", move |tx| {
+            Ok(execute(tx, "delete_site", "DELETE FROM sites WHERE service_id = ?1", [id])? > 0)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl KeyRepo for SqliteStore {
+    async fn put_key(&self, key: SigningKey) -> Result<(), StoreError> {
+        self.tx("put_key", move |tx| {
+            const OP: &str = "put_key";
+            if key.default {
+                let others: Vec<SigningKey> = query_all(
+                    tx,
+                    OP,
+                    "SELECT body FROM signing_keys WHERE is_default = 1 AND id <> ?1",
+                    [&key.id],
+                )?;
+                for mut other in others {
+                    other.default = false;
+                    execute(
+                        tx,
+                        OP,
+                        "UPDATE signing_keys SET is_default = 0, body = ?2 WHERE id = ?1",
+                        params![other.id, encode(OP, &other)?],
+                    )?;
+                }
+            }
+            execute(
+                tx,
+                OP,
+                "INSERT INTO signing_keys (id, is_default, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET is_default = excluded.is_default, body = excluded.body",
+                params![key.id, key.default, encode(OP, &key)?],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<SigningKey>, StoreError> {
+        let id = id.to_string();
+        self.tx("get_key", move |tx| {
+            query_one(tx, "get_key", "SELECT body FROM signing_keys WHERE id = ?1", [id])
+        })
+        .await
+    }
+
+    async fn default_key(&self) -> Result<Option<SigningKey>, StoreError> {
+        self.tx("default_key", |tx| {
+            query_one(
+                tx,
+                "default_key",
+                "SELECT body FROM signing_keys WHERE is_default = 1",
+                [],
+            )
+        })
+        .await
+    }
+
+    async fn list_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
+        self.tx("list_keys", |tx| {
+            query_all(tx, "list_keys", "SELECT body FROM signing_keys ORDER BY id", [])
+        })
+        .await
+    }
+
+    async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.tx("delete_key", move |tx| {
+            Ok(execute(tx, "delete_key", "DELETE FROM signing_keys WHERE id = ?1", [id])? > 0)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TrackerRepo for SqliteStore {
+    async fn create_tracker(&self, mut tracker: Tracker) -> Result<Tracker, StoreError> {
+        self.tx("create_tracker", move |tx| {
+            const OP: &str = "create_tracker";
+            // AUTOINCREMENT never reuses an id, even after deletes.
+            execute(
+                tx,
+                OP,
+                "INSERT INTO trackers (name, version, body) VALUES (?1, ?2, '')",
+                [tracker.name.as_str(), tracker.version.as_str()],
+            )?;
+            tracker.id = tx.last_insert_rowid() as TrackerId;
+            execute(
+                tx,
+                OP,
+                "UPDATE trackers SET body = ?2 WHERE id = ?1",
+                params![clamp(tracker.id), encode(OP, &tracker)?],
+            )?;
+            Ok(tracker)
+        })
+        .await
+    }
+
+    async fn get_tracker(&self, id: TrackerId) -> Result<Option<Tracker>, StoreError> {
+        self.tx("get_tracker", move |tx| {
+            query_one(tx, "get_tracker", "SELECT body FROM trackers WHERE id = ?1", [clamp(id)])
+        })
+        .await
+    }
+
+    async fn update_tracker(
+        &self,
+        id: TrackerId,
+        update: TrackerUpdate,
+    ) -> Result<Tracker, Error> {
+        self.tx("update_tracker", move |tx| {
+            const OP: &str = "update_tracker";
+            let current: Tracker =
+                query_one(tx, OP, "SELECT body FROM trackers WHERE id = ?1", [clamp(id)])?
+                    .ok_or_else(|| Error::NotFound {
+                        what: format!("distribution tracker {id}"),
+                    })?;
+            let mut next = current;
+            update(&mut next)?;
+            if next.id != id {
+                return Err(Error::Invalid {
+                    field: "id",
+                    reason: "an update cannot change a tracker's id".into(),
+                });
+            }
+            execute(
+                tx,
+                OP,
+                "UPDATE trackers SET body = ?2 WHERE id = ?1",
+                params![clamp(id), encode(OP, &next)?],
+            )?;
+            Ok(next)
+        })
+        .await
+    }
+
+    async fn list_trackers(
+        &self,
+        name: Option<&BundleName>,
+        version: Option<&BundleVersion>,
+    ) -> Result<Vec<Tracker>, StoreError> {
+        let name = name.map(|n| n.to_string());
+        let version = version.map(|v| v.to_string());
+        self.tx("list_trackers", move |tx| {
+            query_all(
+                tx,
+                "list_trackers",
+                "SELECT body FROM trackers
+                 WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR version = ?2)
+                 ORDER BY id",
+                params![name, version],
+            )
+        })
+        .await
+    }
+
+    async fn delete_trackers(
+        &self,
+        name: &BundleName,
+        version: &BundleVersion,
+    ) -> Result<u64, StoreError> {
+        let (name, version) = (name.to_string(), version.to_string());
+        self.tx("delete_trackers", move |tx| {
+            let n = execute(
+                tx,
+                "delete_trackers",
+                "DELETE FROM trackers WHERE name = ?1 AND version = ?2",
+                [name, version],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UserRepo for SqliteStore {
+    async fn create_user(&self, user: User) -> Result<(), StoreError> {
+        let body = encode("create_user", &user)?;
+        self.tx("create_user", move |tx| {
+            let n = execute(
+                tx,
+                "create_user",
+                "INSERT INTO users (name, body) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                [&user.name, &body],
+            )?;
+            if n == 0 {
+                return Err(StoreError::new(
+                    StoreErrorKind::Conflict,
+                    "create_user",
+                    format!("user '{}'", user.name),
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_user(&self, user: User) -> Result<(), StoreError> {
+        let body = encode("put_user", &user)?;
+        self.tx("put_user", move |tx| {
+            execute(
+                tx,
+                "put_user",
+                "INSERT INTO users (name, body) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET body = excluded.body",
+                [&user.name, &body],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        let name = name.to_string();
+        self.tx("get_user", move |tx| {
+            query_one(tx, "get_user", "SELECT body FROM users WHERE name = ?1", [name])
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        self.tx("list_users", |tx| {
+            query_all(tx, "list_users", "SELECT body FROM users ORDER BY name", [])
+        })
+        .await
+    }
+
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.tx("delete_user", move |tx| {
+            Ok(execute(tx, "delete_user", "DELETE FROM users WHERE name = ?1", [name])? > 0)
+        })
+        .await
+    }
+
+    async fn put_token(&self, token: TokenRecord) -> Result<(), StoreError> {
+        let body = encode("put_token", &token)?;
+        self.tx("put_token", move |tx| {
+            execute(
+                tx,
+                "put_token",
+                "INSERT INTO tokens (token_id, issued_at, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (token_id) DO UPDATE SET issued_at = excluded.issued_at, body = excluded.body",
+                params![token.token_id, clamp(token.issued_at), body],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn get_token(&self, token_id: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let id = token_id.to_string();
+        self.tx("get_token", move |tx| {
+            query_one(tx, "get_token", "SELECT body FROM tokens WHERE token_id = ?1", [id])
+        })
+        .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.tx("list_tokens", |tx| {
+            query_all(
+                tx,
+                "list_tokens",
+                "SELECT body FROM tokens ORDER BY issued_at, token_id",
+                [],
+            )
+        })
+        .await
+    }
+
+    async fn delete_token(&self, token_id: &str) -> Result<bool, StoreError> {
+        let id = token_id.to_string();
+        self.tx("delete_token", move |tx| {
+            Ok(execute(tx, "delete_token", "DELETE FROM tokens WHERE token_id = ?1", [id])? > 0)
+        })
+        .await
+    }
+}

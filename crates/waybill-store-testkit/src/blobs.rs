@@ -1,0 +1,92 @@
+//! The `BlobStore` behaviour suite.
+
+use waybill_core::StoreErrorKind;
+use waybill_core::digest::Sha256;
+
+use crate::{BlobOpener, tempdir};
+
+fn content(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+/// Chunks written are readable whole and by range once committed.
+pub async fn blob_write_commit_read(open: &BlobOpener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let data = content(300_000);
+    let mut w = s.writer().await.unwrap();
+    for chunk in data.chunks(65_536) {
+        w.write(chunk).await.unwrap();
+    }
+    let info = w.commit(Some(Sha256::of(&data))).await.unwrap();
+    assert_eq!(info.digest, Sha256::of(&data));
+    assert_eq!(info.size, data.len() as u64);
+    assert_eq!(s.stat(&info.digest).await.unwrap(), Some(data.len() as u64));
+    assert_eq!(s.read_range(&info.digest, 0, u64::MAX).await.unwrap(), data);
+    assert_eq!(s.read_range(&info.digest, 1000, 10).await.unwrap(), &data[1000..1010]);
+    assert_eq!(s.read_range(&info.digest, 299_990, 100).await.unwrap(), &data[299_990..]);
+    assert!(s.read_range(&info.digest, 400_000, 10).await.unwrap().is_empty());
+}
+
+/// A digest mismatch is `Corrupt` and the blob is never visible.
+pub async fn blob_digest_mismatch_is_never_visible(open: &BlobOpener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let data = content(1000);
+    let mut w = s.writer().await.unwrap();
+    w.write(&data).await.unwrap();
+    let claimed = Sha256::of(b"something else");
+    let err = w.commit(Some(claimed)).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+    assert_eq!(s.stat(&claimed).await.unwrap(), None);
+    assert_eq!(s.stat(&Sha256::of(&data)).await.unwrap(), None);
+}
+
+/// A writer dropped before commit leaves nothing.
+pub async fn blob_dropped_writer_leaves_nothing(open: &BlobOpener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let data = content(5000);
+    let mut w = s.writer().await.unwrap();
+    w.write(&data).await.unwrap();
+    drop(w);
+    assert_eq!(s.stat(&Sha256::of(&data)).await.unwrap(), None);
+}
+
+/// Committing content that is already stored succeeds and keeps it readable.
+pub async fn blob_same_content_twice_keeps_one(open: &BlobOpener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let data = content(4096);
+    for _ in 0..2 {
+        let mut w = s.writer().await.unwrap();
+        w.write(&data).await.unwrap();
+        let info = w.commit(None).await.unwrap();
+        assert_eq!(info.digest, Sha256::of(&data));
+    }
+    assert_eq!(s.read_range(&Sha256::of(&data), 0, u64::MAX).await.unwrap(), data);
+    assert!(s.delete(&Sha256::of(&data)).await.unwrap());
+    assert_eq!(s.stat(&Sha256::of(&data)).await.unwrap(), None, "one copy, now gone");
+}
+
+/// Delete reports whether anything was there.
+pub async fn blob_delete(open: &BlobOpener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let mut w = s.writer().await.unwrap();
+    w.write(b"bye").await.unwrap();
+    let info = w.commit(None).await.unwrap();
+    assert!(s.delete(&info.digest).await.unwrap());
+    assert!(!s.delete(&info.digest).await.unwrap());
+}
+
+/// Reading an unknown blob is `NotFound`; an empty blob is fine.
+pub async fn blob_read_unknown_is_not_found(open: &BlobOpener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let err = s.read_range(&Sha256::of(b"nope"), 0, 1).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::NotFound, "{err}");
+    let w = s.writer().await.unwrap();
+    let info = w.commit(Some(Sha256::of(b""))).await.unwrap();
+    assert_eq!(s.stat(&info.digest).await.unwrap(), Some(0));
+}

@@ -1,0 +1,482 @@
+//! One function per behaviour bullet of `waybill_core::store`.
+//!
+//! Each case gets an opener and opens its own store in a fresh temporary
+//! directory, so cases are independent and can re-open to test durability.
+
+use std::sync::Arc;
+
+use waybill_core::Error;
+use waybill_core::StoreErrorKind;
+use waybill_core::state::{After, VersionEvent, VersionState};
+use waybill_core::store::{Page, Store};
+use waybill_core::tracker::SiteStatus;
+
+use crate::fixtures::*;
+use crate::{Opener, tempdir};
+
+#[track_caller]
+fn assert_kind<T: std::fmt::Debug>(res: Result<T, waybill_core::StoreError>, kind: StoreErrorKind) {
+    match res {
+        Err(e) => assert_eq!(e.kind(), kind, "{e}"),
+        Ok(v) => panic!("expected {kind:?}, got Ok({v:?})"),
+    }
+}
+
+fn sign_step() -> waybill_core::store::VersionUpdate {
+    Box::new(|v| match v.state.apply(VersionEvent::Sign)? {
+        After::State(s) => {
+            v.state = s;
+            Ok(())
+        }
+        After::Deleted => unreachable!("signing never deletes"),
+    })
+}
+
+/// `ping` succeeds on a healthy store.
+pub async fn ping_answers(open: &Opener) {
+    let dir = tempdir();
+    open(dir.path()).ping().await.expect("ping");
+}
+
+/// Unknown setting is `None`; `put_setting` replaces.
+pub async fn settings_round_trip(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    assert_eq!(s.get_setting("call_home").await.unwrap(), None);
+    s.put_setting("call_home", "true").await.unwrap();
+    s.put_setting("call_home", "false").await.unwrap();
+    assert_eq!(s.get_setting("call_home").await.unwrap().as_deref(), Some("false"));
+}
+
+/// `setting_or_insert` keeps the first value, also under a race.
+pub async fn setting_or_insert_first_wins(open: &Opener) {
+    let dir = tempdir();
+    let s: Arc<dyn Store> = open(dir.path());
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            s.setting_or_insert("service_id", &format!("id-{i}")).await.unwrap()
+        }));
+    }
+    let mut seen = Vec::new();
+    for h in handles {
+        seen.push(h.await.unwrap());
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 1, "all racers agree: {seen:?}");
+    assert_eq!(s.get_setting("service_id").await.unwrap(), Some(seen[0].clone()));
+}
+
+/// Every field of a version survives a store round trip.
+pub async fn create_then_get_round_trips(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let v = version("app", "1.0", 100);
+    s.create_version(v.clone()).await.unwrap();
+    assert_eq!(s.get_version(&name("app"), &ver("1.0")).await.unwrap(), Some(v));
+}
+
+/// An unknown version is `Ok(None)`.
+pub async fn get_unknown_version_is_none(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_version(version("app", "1.0", 1)).await.unwrap();
+    assert_eq!(s.get_version(&name("app"), &ver("2.0")).await.unwrap(), None);
+    assert_eq!(s.get_version(&name("other"), &ver("1.0")).await.unwrap(), None);
+}
+
+/// A second create of (name, version) is `Conflict` and changes nothing.
+pub async fn create_existing_version_conflicts(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let first = version("app", "1.0", 1);
+    s.create_version(first.clone()).await.unwrap();
+    let mut second = version("app", "1.0", 2);
+    second.description = "intruder".into();
+    assert_kind(s.create_version(second).await, StoreErrorKind::Conflict);
+    assert_eq!(s.get_version(&name("app"), &ver("1.0")).await.unwrap(), Some(first));
+    assert_eq!(s.list_versions(None, Page::ALL).await.unwrap().total, 1);
+}
+
+/// An update is written and the version keeps its place in creation order.
+pub async fn update_applies_and_keeps_creation_order(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_version(version("app", "1", 1)).await.unwrap();
+    s.create_version(version("app", "2", 2)).await.unwrap();
+    let updated = s
+        .update_version(&name("app"), &ver("1"), sign_step())
+        .await
+        .unwrap();
+    assert_eq!(updated.state, VersionState::Signed);
+    let got = s.get_version(&name("app"), &ver("1")).await.unwrap().unwrap();
+    assert_eq!(got, updated);
+    let latest = s.latest_version(&name("app")).await.unwrap().unwrap();
+    assert_eq!(latest.version, ver("2"), "an update does not make a version newer");
+}
+
+/// A domain step that returns `Err` gets its error back and writes nothing,
+/// even though it had already changed the record it was given.
+pub async fn update_aborted_by_domain_writes_nothing(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_version(version("app", "1", 1)).await.unwrap();
+    s.update_version(&name("app"), &ver("1"), sign_step()).await.unwrap();
+    let before = s.get_version(&name("app"), &ver("1")).await.unwrap();
+    let err = s
+        .update_version(
+            &name("app"),
+            &ver("1"),
+            Box::new(|v| {
+                v.description = "half-written".into();
+                v.artifacts.clear();
+                v.state.apply(VersionEvent::Update).map(drop)
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Transition { state: VersionState::Signed, event: VersionEvent::Update }),
+        "{err:?}"
+    );
+    assert_eq!(s.get_version(&name("app"), &ver("1")).await.unwrap(), before);
+}
+
+/// Renaming through an update is refused.
+pub async fn update_refuses_rename(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_version(version("app", "1", 1)).await.unwrap();
+    let err = s
+        .update_version(
+            &name("app"),
+            &ver("1"),
+            Box::new(|v| {
+                v.version = ver("2");
+                Ok(())
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+    assert!(s.get_version(&name("app"), &ver("2")).await.unwrap().is_none());
+    assert!(s.get_version(&name("app"), &ver("1")).await.unwrap().is_some());
+}
+
+/// Updating an unknown version is `Error::NotFound`.
+pub async fn update_unknown_version_is_not_found(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let err = s
+        .update_version(&name("app"), &ver("1"), Box::new(|_| Ok(())))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+}
+
+/// Listings are newest first, paged, with the total of the whole listing.
+pub async fn list_versions_newest_first_and_paged(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    for i in 0..25u64 {
+        let bundle = if i % 2 == 0 { "even" } else { "odd" };
+        s.create_version(version(bundle, &format!("v{i}"), i)).await.unwrap();
+    }
+    let labels = |items: Vec<waybill_core::bundle::ReleaseBundleVersion>| -> Vec<String> {
+        items.into_iter().map(|v| v.version.to_string()).collect()
+    };
+    let first = s.list_versions(None, Page { offset: 0, limit: 10 }).await.unwrap();
+    assert_eq!(first.total, 25);
+    assert_eq!(labels(first.items), (15..25).rev().map(|i| format!("v{i}")).collect::<Vec<_>>());
+    let last = s.list_versions(None, Page { offset: 20, limit: 10 }).await.unwrap();
+    assert_eq!(labels(last.items), ["v4", "v3", "v2", "v1", "v0"]);
+    let past = s.list_versions(None, Page { offset: 30, limit: 10 }).await.unwrap();
+    assert_eq!((past.items.len(), past.total), (0, 25));
+    let odd = s.list_versions(Some(&name("odd")), Page { offset: 1, limit: 3 }).await.unwrap();
+    assert_eq!(odd.total, 12);
+    assert_eq!(labels(odd.items), ["v21", "v19", "v17"]);
+    let none = s.list_versions(Some(&name("nope")), Page::ALL).await.unwrap();
+    assert_eq!((none.items.len(), none.total), (0, 0));
+}
+
+/// LATEST is the version created last, not the greatest version string.
+pub async fn latest_version_is_created_last(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    assert_eq!(s.latest_version(&name("app")).await.unwrap(), None);
+    for v in ["2.0", "10.0", "1.5"] {
+        s.create_version(version("app", v, 1)).await.unwrap();
+    }
+    s.create_version(version("other", "9", 1)).await.unwrap();
+    let latest = |s: Arc<dyn Store>| async move {
+        s.latest_version(&name("app")).await.unwrap().map(|v| v.version.to_string())
+    };
+    assert_eq!(latest(s.clone()).await.as_deref(), Some("1.5"));
+    s.delete_version(&name("app"), &ver("1.5")).await.unwrap();
+    assert_eq!(latest(s.clone()).await.as_deref(), Some("10.0"));
+}
+
+/// Deleting reports whether anything was there; bundle delete counts versions.
+pub async fn delete_version_and_bundle(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    for v in ["1", "2", "3"] {
+        s.create_version(version("app", v, 1)).await.unwrap();
+    }
+    s.create_version(version("keep", "1", 1)).await.unwrap();
+    assert!(s.delete_version(&name("app"), &ver("2")).await.unwrap());
+    assert!(!s.delete_version(&name("app"), &ver("2")).await.unwrap());
+    assert_eq!(s.delete_bundle(&name("app")).await.unwrap(), 2);
+    assert_eq!(s.delete_bundle(&name("app")).await.unwrap(), 0);
+    let left = s.list_versions(None, Page::ALL).await.unwrap();
+    assert_eq!(left.total, 1);
+    assert_eq!(left.items[0].name, name("keep"));
+    // A deleted version can be created again.
+    s.create_version(version("app", "2", 9)).await.unwrap();
+}
+
+/// 50 racing creates of one version: exactly one wins, the rest conflict.
+pub async fn concurrent_creates_have_one_winner(open: &Opener) {
+    let dir = tempdir();
+    let s: Arc<dyn Store> = open(dir.path());
+    let mut handles = Vec::new();
+    for i in 0..50u64 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let mut v = version("race", "1", i);
+            v.description = format!("racer {i}");
+            s.create_version(v).await.map_err(|e| e.kind())
+        }));
+    }
+    let (mut ok, mut conflicts) = (0, 0);
+    for h in handles {
+        match h.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreErrorKind::Conflict) => conflicts += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 49));
+    assert_eq!(s.list_versions(None, Page::ALL).await.unwrap().total, 1);
+}
+
+/// Concurrent read-modify-write steps are serialised: no update is lost.
+pub async fn concurrent_updates_lose_nothing(open: &Opener) {
+    let dir = tempdir();
+    let s: Arc<dyn Store> = open(dir.path());
+    s.create_version(version("app", "1", 1)).await.unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            s.update_version(
+                &name("app"),
+                &ver("1"),
+                Box::new(|v| {
+                    v.description.push('+');
+                    Ok(())
+                }),
+            )
+            .await
+            .unwrap();
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let v = s.get_version(&name("app"), &ver("1")).await.unwrap().unwrap();
+    assert_eq!(v.description.matches('+').count(), 20);
+}
+
+/// Sites: insert, replace by id (renaming frees the old name), list by name, delete.
+pub async fn sites_put_replace_list_delete(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let a = site(1, "zeta", "Berlin", "DE");
+    let b = site(2, "alpha", "New York", "US");
+    s.put_site(a.clone()).await.unwrap();
+    s.put_site(b.clone()).await.unwrap();
+    let names = |v: Vec<waybill_core::site::EdgeSite>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    assert_eq!(names(s.list_sites().await.unwrap()), ["alpha", "zeta"]);
+    let mut renamed = a.clone();
+    renamed.name = "beta".into();
+    s.put_site(renamed.clone()).await.unwrap();
+    assert_eq!(s.get_site(&a.service_id).await.unwrap(), Some(renamed));
+    // "zeta" is free again.
+    s.put_site(site(3, "zeta", "Paris", "FR")).await.unwrap();
+    assert_eq!(names(s.list_sites().await.unwrap()), ["alpha", "beta", "zeta"]);
+    assert!(s.delete_site(&b.service_id).await.unwrap());
+    assert!(!s.delete_site(&b.service_id).await.unwrap());
+    assert_eq!(s.get_site(&b.service_id).await.unwrap(), None);
+    s.put_site(site(4, "alpha", "Rome", "IT")).await.unwrap();
+}
+
+/// A name held by another site is `Conflict`, writing nothing.
+pub async fn site_name_clash_conflicts(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let a = site(1, "edge-1", "Berlin", "DE");
+    s.put_site(a.clone()).await.unwrap();
+    assert_kind(s.put_site(site(2, "edge-1", "Paris", "FR")).await, StoreErrorKind::Conflict);
+    assert_eq!(s.list_sites().await.unwrap(), vec![a]);
+}
+
+/// Storing a default key clears the flag on the others.
+pub async fn default_key_is_exclusive(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    assert_eq!(s.default_key().await.unwrap(), None);
+    s.put_key(key("k1", true)).await.unwrap();
+    s.put_key(key("k2", false)).await.unwrap();
+    assert_eq!(s.default_key().await.unwrap().map(|k| k.id).as_deref(), Some("k1"));
+    s.put_key(key("k3", true)).await.unwrap();
+    let keys = s.list_keys().await.unwrap();
+    let flags: Vec<(String, bool)> = keys.into_iter().map(|k| (k.id, k.default)).collect();
+    assert_eq!(
+        flags,
+        [("k1".into(), false), ("k2".into(), false), ("k3".into(), true)]
+    );
+    assert!(s.delete_key("k3").await.unwrap());
+    assert!(!s.delete_key("k3").await.unwrap());
+    assert_eq!(s.default_key().await.unwrap(), None);
+    assert_eq!(s.get_key("k2").await.unwrap(), Some(key("k2", false)));
+}
+
+/// Tracker ids increase and are never reused, even after deletes and re-opens.
+pub async fn tracker_ids_increase_and_are_never_reused(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let t1 = s.create_tracker(tracker("app", "1")).await.unwrap();
+    let t2 = s.create_tracker(tracker("app", "1")).await.unwrap();
+    assert!(t1.id >= 1 && t2.id > t1.id, "{} {}", t1.id, t2.id);
+    assert_eq!(s.get_tracker(t2.id).await.unwrap(), Some(t2.clone()));
+    assert_eq!(s.delete_trackers(&name("app"), &ver("1")).await.unwrap(), 2);
+    drop(s);
+    let s = open(dir.path());
+    let t3 = s.create_tracker(tracker("app", "1")).await.unwrap();
+    assert!(t3.id > t2.id, "id {} reused after {}", t3.id, t2.id);
+    assert_eq!(s.get_tracker(t1.id).await.unwrap(), None);
+}
+
+/// A tracker step that returns `Err` writes nothing.
+pub async fn tracker_update_aborted_writes_nothing(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let t = s.create_tracker(tracker("app", "1")).await.unwrap();
+    let updated = s
+        .update_tracker(
+            t.id,
+            Box::new(|t| {
+                t.sites[0].status = SiteStatus::InProgress;
+                t.sites[0].distributed_bytes = 1000;
+                Ok(())
+            }),
+        )
+        .await
+        .unwrap();
+    let err = s
+        .update_tracker(
+            t.id,
+            Box::new(|t| {
+                t.sites[0].status = SiteStatus::Completed;
+                Err(Error::AlreadyExists { what: "a reason to refuse".into() })
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+    assert_eq!(s.get_tracker(t.id).await.unwrap(), Some(updated));
+    let missing = s.update_tracker(t.id + 100, Box::new(|_| Ok(()))).await.unwrap_err();
+    assert!(matches!(missing, Error::NotFound { .. }), "{missing:?}");
+}
+
+/// Tracker listings filter by bundle and version, ascending by id.
+pub async fn trackers_filter_by_bundle_and_version(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    for (n, v) in [("a", "1"), ("b", "1"), ("a", "2"), ("a", "1")] {
+        s.create_tracker(tracker(n, v)).await.unwrap();
+    }
+    let ids = |ts: Vec<waybill_core::tracker::Tracker>| -> Vec<String> {
+        ts.into_iter().map(|t| format!("{}/{}", t.name, t.version)).collect()
+    };
+    assert_eq!(ids(s.list_trackers(None, None).await.unwrap()), ["a/1", "b/1", "a/2", "a/1"]);
+    assert_eq!(ids(s.list_trackers(Some(&name("a")), None).await.unwrap()), ["a/1", "a/2", "a/1"]);
+    assert_eq!(
+        ids(s.list_trackers(Some(&name("a")), Some(&ver("1"))).await.unwrap()),
+        ["a/1", "a/1"]
+    );
+    let all = s.list_trackers(None, None).await.unwrap();
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+/// Users: create conflicts on an existing name, put replaces, list by name, delete.
+pub async fn users_create_put_list_delete(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_user(user("bob", false)).await.unwrap();
+    s.create_user(user("admin", true)).await.unwrap();
+    assert_kind(s.create_user(user("bob", true)).await, StoreErrorKind::Conflict);
+    assert!(!s.get_user("bob").await.unwrap().unwrap().admin, "conflict wrote nothing");
+    s.put_user(user("bob", true)).await.unwrap();
+    assert!(s.get_user("bob").await.unwrap().unwrap().admin);
+    let names: Vec<String> = s.list_users().await.unwrap().into_iter().map(|u| u.name).collect();
+    assert_eq!(names, ["admin", "bob"]);
+    assert!(s.delete_user("bob").await.unwrap());
+    assert!(!s.delete_user("bob").await.unwrap());
+    assert_eq!(s.get_user("bob").await.unwrap(), None);
+}
+
+/// Token records round-trip and list by (issued_at, token_id).
+pub async fn tokens_round_trip_in_order(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.put_token(token("b", 10)).await.unwrap();
+    s.put_token(token("a", 20)).await.unwrap();
+    s.put_token(token("c", 10)).await.unwrap();
+    let mut revoked = token("a", 20);
+    revoked.revoked = true;
+    s.put_token(revoked.clone()).await.unwrap();
+    assert_eq!(s.get_token("a").await.unwrap(), Some(revoked));
+    let ids: Vec<String> = s.list_tokens().await.unwrap().into_iter().map(|t| t.token_id).collect();
+    assert_eq!(ids, ["b", "c", "a"]);
+    assert!(s.delete_token("b").await.unwrap());
+    assert!(!s.delete_token("b").await.unwrap());
+    assert_eq!(s.get_token("zzz").await.unwrap(), None);
+}
+
+/// Everything written is there after the store is closed and opened again,
+/// and counters carry on where they stopped.
+pub async fn everything_survives_reopen(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.put_setting("service_id", "jfds@x").await.unwrap();
+    s.create_version(version("app", "1", 1)).await.unwrap();
+    s.create_version(version("app", "2", 2)).await.unwrap();
+    s.update_version(&name("app"), &ver("1"), sign_step()).await.unwrap();
+    s.put_site(site(1, "edge", "Berlin", "DE")).await.unwrap();
+    s.put_key(key("k", true)).await.unwrap();
+    let t = s.create_tracker(tracker("app", "1")).await.unwrap();
+    s.create_user(user("bob", false)).await.unwrap();
+    s.put_token(token("t", 1)).await.unwrap();
+    let versions = s.list_versions(None, Page::ALL).await.unwrap();
+    drop(s);
+
+    let s = open(dir.path());
+    assert_eq!(s.get_setting("service_id").await.unwrap().as_deref(), Some("jfds@x"));
+    assert_eq!(s.list_versions(None, Page::ALL).await.unwrap(), versions);
+    assert_eq!(
+        s.get_version(&name("app"), &ver("1")).await.unwrap().unwrap().state,
+        VersionState::Signed
+    );
+    assert_eq!(s.list_sites().await.unwrap().len(), 1);
+    assert_eq!(s.default_key().await.unwrap().map(|k| k.id).as_deref(), Some("k"));
+    assert_eq!(s.get_tracker(t.id).await.unwrap(), Some(t.clone()));
+    assert!(s.get_user("bob").await.unwrap().is_some());
+    assert!(s.get_token("t").await.unwrap().is_some());
+    s.create_version(version("app", "3", 3)).await.unwrap();
+    let latest = s.latest_version(&name("app")).await.unwrap().unwrap();
+    assert_eq!(latest.version, ver("3"), "creation order continues after re-open");
+    assert!(s.create_tracker(tracker("app", "1")).await.unwrap().id > t.id);
+}

@@ -1,0 +1,230 @@
+//! The `waybill` command: `waybill serve` runs a distribution hub.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ring::rand::{SecureRandom, SystemRandom};
+use waybill::auth::{PasswordHash, User};
+use waybill::backend::{StoreKind, open_store};
+use waybill::site::{ServiceId, ServiceKind, ulid_from_parts};
+use waybill::store::Store;
+use waybill::StoreErrorKind;
+
+/// Waybill: self-hosted release distribution, speaking JFrog Distribution's REST API.
+#[derive(Parser, Debug)]
+#[command(name = "waybill", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the distribution hub (the JFrog Distribution API) on one address.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on; use port 0 to pick a free port.
+    #[arg(long, env = "WAYBILL_LISTEN", default_value = "127.0.0.1:8082")]
+    listen: SocketAddr,
+
+    /// Directory for the database, blobs and generated secrets; created if missing.
+    #[arg(long, env = "WAYBILL_DATA_DIR", default_value = "./waybill-data")]
+    data_dir: PathBuf,
+
+    /// Storage engine: sqlite (embedded default) or sled. Only engines
+    /// compiled in (cargo features) can be chosen.
+    #[arg(long, env = "WAYBILL_STORE", default_value = "sqlite")]
+    store: String,
+}
+
+/// Key under which the hub's service id is kept.
+const SERVICE_ID_SETTING: &str = "system.service_id";
+/// The environment variable that sets the first admin password.
+const ADMIN_PASSWORD_ENV: &str = "WAYBILL_ADMIN_PASSWORD";
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WAYBILL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let kind: StoreKind = args.store.parse()?;
+    create_private_dir(&args.data_dir)?;
+    let store = open_store(kind, &args.data_dir)
+        .with_context(|| format!("opening the {kind} store in {}", args.data_dir.display()))?;
+    let blobs = Arc::new(
+        waybill_blob_fs::FsBlobStore::open(args.data_dir.join("blobs"))
+            .context("opening the blob store")?,
+    );
+    let rng = SystemRandom::new();
+    let candidate = ServiceId::new(
+        ServiceKind::Distribution,
+        ulid_from_parts(now_millis(), u128::from_be_bytes(random_bytes(&rng)?)),
+    );
+    let service_id = ServiceId::parse(
+        store
+            .setting_or_insert(SERVICE_ID_SETTING, candidate.as_str())
+            .await?,
+    )?;
+    bootstrap_admin(store.as_ref(), &args.data_dir, &rng).await?;
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, store = %kind, data_dir = %args.data_dir.display(), %service_id, "waybill hub started");
+    // Tests and scripts read this line to learn the port when --listen used port 0.
+    println!("waybill listening on http://{addr}");
+
+    let state = waybill_http::AppState::new(store, blobs, service_id);
+    axum_serve(listener, waybill_http::router(state)).await?;
+    tracing::info!("waybill stopped");
+    Ok(())
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) -> anyhow::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")
+}
+
+/// Resolves on SIGINT or SIGTERM, so in-flight requests can finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+/// Creates the `admin` user on first start. Its password comes from
+/// `WAYBILL_ADMIN_PASSWORD`, or is generated and written to
+/// `<data-dir>/bootstrap.password` (mode 0600). It is never logged.
+async fn bootstrap_admin(store: &dyn Store, data_dir: &Path, rng: &SystemRandom) -> anyhow::Result<()> {
+    if store.get_user(User::BOOTSTRAP_ADMIN).await?.is_some() {
+        return Ok(());
+    }
+    let from_env = std::env::var(ADMIN_PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+    let password = match &from_env {
+        Some(p) => p.clone(),
+        None => random_password(rng)?,
+    };
+    let salt: [u8; 16] = random_bytes(rng)?;
+    let hash = tokio::task::spawn_blocking(move || PasswordHash::create(&password, salt).map(|h| (h, password)))
+        .await??;
+    let (hash, password) = hash;
+    let admin = User {
+        name: User::BOOTSTRAP_ADMIN.into(),
+        password_hash: hash,
+        admin: true,
+        email: None,
+        groups: Vec::new(),
+        created: now_millis(),
+    };
+    match store.create_user(admin).await {
+        Ok(()) => {}
+        // Another process created it first; theirs stands.
+        Err(e) if e.kind() == StoreErrorKind::Conflict => return Ok(()),
+        Err(e) => return Err(e.into()),
+    }
+    if from_env.is_some() {
+        tracing::info!("created user 'admin' with the password from {ADMIN_PASSWORD_ENV}");
+    } else {
+        let path = data_dir.join("bootstrap.password");
+        write_private_file(&path, password.as_bytes())?;
+        tracing::info!(path = %path.display(), "created user 'admin'; its generated password is in this file (mode 0600)");
+    }
+    Ok(())
+}
+
+fn random_bytes<const N: usize>(rng: &SystemRandom) -> anyhow::Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    rng.fill(&mut buf)
+        .map_err(|_| anyhow::anyhow!("the OS random source failed"))?;
+    Ok(buf)
+}
+
+/// 24 characters from [A-Za-z0-9], about 143 bits, without modulo bias.
+fn random_password(rng: &SystemRandom) -> anyhow::Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut out = String::with_capacity(24);
+    while out.len() < 24 {
+        for b in random_bytes::<32>(rng)? {
+            // 248 = 4 * 62: bytes above it would favour the first letters.
+            if b < 248 && out.len() < 24 {
+                out.push(ALPHABET[(b % 62) as usize] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("restricting {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn write_private_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

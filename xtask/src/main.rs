@@ -1,0 +1,2 @@
+//! Project automation, in Rust (see matklad/cargo-xtask): `cargo xtask <task>`.
+fn main() {}
