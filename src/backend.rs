@@ -111,6 +111,7 @@ mod tests {
         }
     }
 
+    #[cfg(not(all(feature = "sqlite", feature = "sled")))]
     #[test]
     fn missing_engine_says_not_compiled_in() {
         let dir = tempfile::tempdir().unwrap();

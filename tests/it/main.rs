@@ -1,1 +1,10 @@
-//! x
+//! Black-box tests of the `waybill` binary: real processes, real stores,
+//! real HTTP on 127.0.0.1 with ephemeral ports.
+//!
+//! - `support`: starting and stopping servers.
+//! - `serve`: start-up, bootstrap, ping/info, auth, settings, shutdown.
+//! - `layering`: the dependency-direction invariant.
+
+mod layering;
+mod serve;
+mod support;
