@@ -1,1 +1,140 @@
-//! placeholder
+//! Criterion benches of the hot paths, each beside a baseline measured in the
+//! same run (report ratios, not absolute times: these machines are noisy).
+//!
+//! - `edge_selection`: `RuleSet::select` vs escaped, anchored regexes.
+//! - `checksum`: the core's `Sha256Hasher` fed 64 KiB chunks vs one raw ring digest.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use waybill::digest::Sha256Hasher;
+use waybill::rules::{DistributionRule, RuleSet, fold};
+use waybill::site::EdgeSite;
+
+const COUNTRIES: [&str; 12] = [
+    "US", "DE", "FR", "GB", "JP", "BR", "IN", "CA", "AU", "IT", "ES", "NL",
+];
+
+fn synthetic_sites(n: usize) -> Vec<EdgeSite> {
+    (0..n)
+        .map(|i| {
+            let cc = COUNTRIES[i % COUNTRIES.len()];
+            let city = format!("City{:03}", (i / 7) % 300);
+            EdgeSite::for_matching(&format!("{cc}_{}_Art{i:04}", &city[4..6]), &city, cc)
+        })
+        .collect()
+}
+
+fn rules() -> Vec<DistributionRule> {
+    let r = |s: Option<&str>, c: Option<&str>, cc: &[&str]| DistributionRule {
+        site_name: s.map(Into::into),
+        city_name: c.map(Into::into),
+        country_codes: cc.iter().map(|c| c.to_string()).collect(),
+    };
+    vec![
+        r(Some("US_*"), None, &[]),
+        r(None, Some("City01?"), &["DE", "FR"]),
+        r(Some("*_Art0123"), None, &[]),
+        r(Some("GB_1?_*9"), None, &["GB"]),
+        r(None, None, &["JP"]),
+        r(Some("BR_*_Art*5"), Some("City2*"), &["BR"]),
+        r(Some("IN_00_Art0001"), None, &[]),
+        r(None, Some("*7"), &["C?"]),
+        r(Some("*Art9*"), None, &["AU", "IT"]),
+        r(Some("ES_??_*"), Some("City1*"), &["ES"]),
+    ]
+}
+
+/// The reference semantics as regexes: fold, escape, anchor.
+struct RegexRules(Vec<(regex::Regex, regex::Regex, Vec<regex::Regex>)>);
+
+fn to_regex(pattern: &str) -> regex::Regex {
+    let mut re = String::from("^");
+    for c in fold(if pattern.is_empty() { "*" } else { pattern }).chars() {
+        match c {
+            '*' => re.push_str("(?s:.*)"),
+            '?' => re.push_str("(?s:.)"),
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    regex::Regex::new(&re).unwrap()
+}
+
+impl RegexRules {
+    fn new(rules: &[DistributionRule]) -> RegexRules {
+        RegexRules(
+            rules
+                .iter()
+                .map(|r| {
+                    (
+                        to_regex(r.site_name.as_deref().unwrap_or("*")),
+                        to_regex(r.city_name.as_deref().unwrap_or("*")),
+                        r.country_codes.iter().map(|c| to_regex(c)).collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn select<'a>(&self, sites: &'a [EdgeSite]) -> Vec<&'a EdgeSite> {
+        sites
+            .iter()
+            .filter(|s| {
+                let (name, city, cc) = (fold(&s.name), fold(&s.city_name), fold(&s.country_code));
+                self.0.iter().any(|(n, c, ccs)| {
+                    n.is_match(&name)
+                        && c.is_match(&city)
+                        && (ccs.is_empty() || ccs.iter().any(|p| p.is_match(&cc)))
+                })
+            })
+            .collect()
+    }
+}
+
+fn edge_selection(c: &mut Criterion) {
+    let rules = rules();
+    let mut group = c.benchmark_group("edge_selection");
+    for n in [1_000usize, 10_000] {
+        let sites = synthetic_sites(n);
+        let waybill = RuleSet::new(&rules);
+        let baseline = RegexRules::new(&rules);
+        assert_eq!(
+            waybill.select(&sites).len(),
+            baseline.select(&sites).len(),
+            "the bench compares equal selections"
+        );
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("waybill", n), &sites, |b, s| {
+            b.iter(|| black_box(waybill.select(s)).len())
+        });
+        group.bench_with_input(BenchmarkId::new("regex_baseline", n), &sites, |b, s| {
+            b.iter(|| black_box(baseline.select(s)).len())
+        });
+    }
+    group.finish();
+}
+
+fn checksum(c: &mut Criterion) {
+    let data: Vec<u8> = (0..16 << 20)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut group = c.benchmark_group("checksum");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.sample_size(20);
+    group.bench_function("sha256_ingest_64k_chunks", |b| {
+        b.iter(|| {
+            let mut h = Sha256Hasher::new();
+            for chunk in data.chunks(64 << 10) {
+                h.update(chunk);
+            }
+            black_box(h.finish())
+        })
+    });
+    group.bench_function("raw_ring_sha256_baseline", |b| {
+        b.iter(|| black_box(ring::digest::digest(&ring::digest::SHA256, &data)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, edge_selection, checksum);
+criterion_main!(benches);

@@ -8,11 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ring::rand::{SecureRandom, SystemRandom};
+use waybill::StoreErrorKind;
 use waybill::auth::{PasswordHash, User};
 use waybill::backend::{StoreKind, open_store};
 use waybill::site::{ServiceId, ServiceKind, ulid_from_parts};
 use waybill::store::Store;
-use waybill::StoreErrorKind;
 
 /// Waybill: self-hosted release distribution, speaking JFrog Distribution's REST API.
 #[derive(Parser, Debug)]
@@ -135,18 +135,26 @@ async fn shutdown_signal() {
 /// Creates the `admin` user on first start. Its password comes from
 /// `WAYBILL_ADMIN_PASSWORD`, or is generated and written to
 /// `<data-dir>/bootstrap.password` (mode 0600). It is never logged.
-async fn bootstrap_admin(store: &dyn Store, data_dir: &Path, rng: &SystemRandom) -> anyhow::Result<()> {
+async fn bootstrap_admin(
+    store: &dyn Store,
+    data_dir: &Path,
+    rng: &SystemRandom,
+) -> anyhow::Result<()> {
     if store.get_user(User::BOOTSTRAP_ADMIN).await?.is_some() {
         return Ok(());
     }
-    let from_env = std::env::var(ADMIN_PASSWORD_ENV).ok().filter(|p| !p.is_empty());
+    let from_env = std::env::var(ADMIN_PASSWORD_ENV)
+        .ok()
+        .filter(|p| !p.is_empty());
     let password = match &from_env {
         Some(p) => p.clone(),
         None => random_password(rng)?,
     };
     let salt: [u8; 16] = random_bytes(rng)?;
-    let hash = tokio::task::spawn_blocking(move || PasswordHash::create(&password, salt).map(|h| (h, password)))
-        .await??;
+    let hash = tokio::task::spawn_blocking(move || {
+        PasswordHash::create(&password, salt).map(|h| (h, password))
+    })
+    .await??;
     let (hash, password) = hash;
     let admin = User {
         name: User::BOOTSTRAP_ADMIN.into(),

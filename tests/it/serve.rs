@@ -32,7 +32,10 @@ async fn fresh_start_answers_ping_and_info_without_credentials() {
     assert_eq!(info["status"], "STABLE");
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
     let service_id = info["service_id"].as_str().unwrap().to_string();
-    assert!(service_id.starts_with("jfds@") && service_id.len() == 31, "{service_id}");
+    assert!(
+        service_id.starts_with("jfds@") && service_id.len() == 31,
+        "{service_id}"
+    );
     assert!(data.join("waybill.db").exists());
 
     // The service id is stable across restarts.
@@ -69,7 +72,10 @@ async fn generated_admin_password_is_private_and_never_logged() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let log = server.log();
-    assert!(log.contains("bootstrap.password"), "the log says where: {log}");
+    assert!(
+        log.contains("bootstrap.password"),
+        "the log says where: {log}"
+    );
     assert!(!log.contains(&password), "password leaked into the log");
 
     // A restart neither changes the password nor rewrites the file.
@@ -120,11 +126,29 @@ async fn missing_or_bad_credentials_get_401_with_challenge_and_json() {
     let http = client();
     let cases = [
         ("none", http.get(server.url(SETTINGS))),
-        ("wrong password", http.get(server.url(SETTINGS)).basic_auth("admin", Some("nope"))),
-        ("unknown user", http.get(server.url(SETTINGS)).basic_auth("ghost", Some(ADMIN_PW))),
-        ("garbage basic", http.get(server.url(SETTINGS)).header("Authorization", "Basic !!!")),
-        ("bearer", http.get(server.url(SETTINGS)).bearer_auth("eyJhbGciOi.x.y")),
-        ("unknown path", http.get(server.url("/distribution/api/v1/nope"))),
+        (
+            "wrong password",
+            http.get(server.url(SETTINGS))
+                .basic_auth("admin", Some("nope")),
+        ),
+        (
+            "unknown user",
+            http.get(server.url(SETTINGS))
+                .basic_auth("ghost", Some(ADMIN_PW)),
+        ),
+        (
+            "garbage basic",
+            http.get(server.url(SETTINGS))
+                .header("Authorization", "Basic !!!"),
+        ),
+        (
+            "bearer",
+            http.get(server.url(SETTINGS)).bearer_auth("eyJhbGciOi.x.y"),
+        ),
+        (
+            "unknown path",
+            http.get(server.url("/distribution/api/v1/nope")),
+        ),
     ];
     for (label, req) in cases {
         let res = req.send().await.unwrap();
@@ -136,9 +160,15 @@ async fn missing_or_bad_credentials_get_401_with_challenge_and_json() {
             .collect();
         let (status, body) = json_of(res).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{label}");
-        assert!(challenges.iter().any(|c| c.starts_with("Basic")), "{label}: {challenges:?}");
+        assert!(
+            challenges.iter().any(|c| c.starts_with("Basic")),
+            "{label}: {challenges:?}"
+        );
         assert_eq!(body["status_code"], 401, "{label}");
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{label}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{label}"
+        );
     }
     // With credentials, an unknown path is a JSON 404.
     let res = http
@@ -171,7 +201,11 @@ async fn settings_persist_and_bad_json_is_a_400_that_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    for bad in [r#"{"call_home_enabled": "yes"}"#, "{", r#"{"call_home": true}"#] {
+    for bad in [
+        r#"{"call_home_enabled": "yes"}"#,
+        "{",
+        r#"{"call_home": true}"#,
+    ] {
         let res = http
             .post(server.url(SETTINGS))
             .basic_auth("admin", Some(ADMIN_PW))
@@ -183,12 +217,22 @@ async fn settings_persist_and_bad_json_is_a_400_that_changes_nothing() {
         let (status, body) = json_of(res).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(body["status_code"], 400);
-        assert!(body["message"].as_str().unwrap().contains("invalid JSON body"), "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid JSON body"),
+            "{body}"
+        );
     }
     assert!(server.terminate().success());
     let server = Launch::new(&data).start();
     let (_, body) = json_of(get(&http, server.url(SETTINGS)).await.unwrap()).await;
-    assert_eq!(body, json!({"call_home_enabled": true}), "kept across restart, untouched by bad input");
+    assert_eq!(
+        body,
+        json!({"call_home_enabled": true}),
+        "kept across restart, untouched by bad input"
+    );
 }
 
 #[tokio::test]
@@ -216,14 +260,23 @@ async fn ping_fails_with_the_seed_message_when_storage_does_not_answer() {
     );
     blocker.join().unwrap();
     let (status, _) = json_of(http.get(server.url(PING)).send().await.unwrap()).await;
-    assert_eq!(status, StatusCode::OK, "healthy again once the lock is gone");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "healthy again once the lock is gone"
+    );
 }
 
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Launch::new(&tmp.path().join("data")).start();
-    let status = client().get(server.url(PING)).send().await.unwrap().status();
+    let status = client()
+        .get(server.url(PING))
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert_eq!(status, StatusCode::OK);
     let log_path = server.log.clone();
     let exit = server.terminate();
@@ -275,7 +328,14 @@ fn unknown_store_and_help() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--listen", "--data-dir", "--store", "WAYBILL_LISTEN", "WAYBILL_DATA_DIR", "WAYBILL_STORE"] {
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--store",
+        "WAYBILL_LISTEN",
+        "WAYBILL_DATA_DIR",
+        "WAYBILL_STORE",
+    ] {
         assert!(text.contains(flag), "help lacks {flag}:\n{text}");
     }
 }

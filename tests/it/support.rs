@@ -43,7 +43,9 @@ impl<'a> Launch<'a> {
 
     /// Starts the server and waits until it listens.
     pub fn start(&self) -> Server {
-        let log = self.data_dir.with_extension(format!("{}.log", std::process::id()));
+        let log = self
+            .data_dir
+            .with_extension(format!("{}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).unwrap();
         let mut child = self
             .command()
@@ -58,7 +60,10 @@ impl<'a> Launch<'a> {
             .trim()
             .strip_prefix("waybill listening on ")
             .unwrap_or_else(|| {
-                panic!("unexpected first line {line:?}; log:\n{}", std::fs::read_to_string(&log).unwrap())
+                panic!(
+                    "unexpected first line {line:?}; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap()
+                )
             })
             .to_string();
         Server {

@@ -71,6 +71,10 @@ fn blobs_are_laid_out_by_digest() {
         let path = store.blob_path(&info.digest);
         assert_eq!(std::fs::read(&path).unwrap(), b"waybill");
         let hex = info.digest.to_hex();
-        assert!(path.ends_with(format!("sha256/{}/{hex}", &hex[..2])), "{}", path.display());
+        assert!(
+            path.ends_with(format!("sha256/{}/{hex}", &hex[..2])),
+            "{}",
+            path.display()
+        );
     });
 }

@@ -5,8 +5,8 @@ use std::fmt;
 use argon2::password_hash::{PasswordHash as Phc, PasswordHasher, PasswordVerifier, SaltString};
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::Millis;
 use crate::Error;
+use crate::bundle::Millis;
 
 /// A string that must never be printed: `Debug` and `Display` show `****`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::digest::Sha256;
 use crate::name::{BundleName, BundleVersion};
 use crate::state::VersionState;
-use crate::Error;
 
 /// Milliseconds since the Unix epoch. The core never reads the clock; callers pass it.
 pub type Millis = u64;

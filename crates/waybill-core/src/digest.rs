@@ -129,7 +129,9 @@ impl Default for Sha256Hasher {
 
 impl fmt::Debug for Sha256Hasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sha256Hasher").field("len", &self.len).finish()
+        f.debug_struct("Sha256Hasher")
+            .field("len", &self.len)
+            .finish()
     }
 }
 

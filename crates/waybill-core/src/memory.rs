@@ -152,7 +152,7 @@ impl BundleRepo for MemoryStore {
             .values()
             .filter(|(_, v)| name.is_none_or(|n| &v.name == n))
             .collect();
-        all.sort_by(|a, b| b.0.cmp(&a.0));
+        all.sort_by_key(|(seq, _)| std::cmp::Reverse(*seq));
         Ok(Listed {
             total: all.len() as u64,
             items: paged(all.into_iter().map(|(_, v)| v.clone()), page),
@@ -269,11 +269,7 @@ impl TrackerRepo for MemoryStore {
         Ok(self.lock().trackers.get(&id).cloned())
     }
 
-    async fn update_tracker(
-        &self,
-        id: TrackerId,
-        update: TrackerUpdate,
-    ) -> Result<Tracker, Error> {
+    async fn update_tracker(&self, id: TrackerId, update: TrackerUpdate) -> Result<Tracker, Error> {
         let mut inner = self.lock();
         let Some(current) = inner.trackers.get(&id) else {
             return Err(Error::NotFound {
@@ -319,7 +315,10 @@ impl TrackerRepo for MemoryStore {
 /// Checks that a transaction step did not change the tracker id.
 pub(crate) fn check_same_tracker(id: TrackerId, after: &Tracker) -> Result<(), Error> {
     if after.id != id {
-        return Err(Error::invalid("id", "an update cannot change a tracker's id"));
+        return Err(Error::invalid(
+            "id",
+            "an update cannot change a tracker's id",
+        ));
     }
     Ok(())
 }
@@ -414,9 +413,15 @@ impl BlobStore for MemoryBlobStore {
     ) -> Result<Vec<u8>, StoreError> {
         let blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
         let blob = blobs.get(digest).ok_or_else(|| {
-            StoreError::new(StoreErrorKind::NotFound, "read_range", format!("blob {digest}"))
+            StoreError::new(
+                StoreErrorKind::NotFound,
+                "read_range",
+                format!("blob {digest}"),
+            )
         })?;
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(blob.len());
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(blob.len());
         let end = start
             .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
             .min(blob.len());

@@ -272,8 +272,16 @@ mod tests {
 
     #[track_caller]
     fn check(pattern: &str, text: &str, expected: bool) {
-        assert_eq!(Pattern::new(pattern).matches(text), expected, "{pattern:?} ~ {text:?}");
-        assert_eq!(reference(pattern, text), expected, "reference {pattern:?} ~ {text:?}");
+        assert_eq!(
+            Pattern::new(pattern).matches(text),
+            expected,
+            "{pattern:?} ~ {text:?}"
+        );
+        assert_eq!(
+            reference(pattern, text),
+            expected,
+            "reference {pattern:?} ~ {text:?}"
+        );
     }
 
     #[test]
@@ -324,18 +332,31 @@ mod tests {
             city_name: c.map(str::to_string),
             country_codes: cc.iter().map(|c| c.to_string()).collect(),
         };
-        assert_eq!(names(&[DistributionRule::default()]).len(), 4, "{{}} is all sites");
+        assert_eq!(
+            names(&[DistributionRule::default()]).len(),
+            4,
+            "{{}} is all sites"
+        );
         assert_eq!(names(&[rule(Some("*"), None, &[])]).len(), 4);
         assert!(names(&[]).is_empty(), "no rules select nothing");
-        assert_eq!(names(&[rule(None, None, &["de"])]), ["de-fra-1", "de-muc-1"]);
+        assert_eq!(
+            names(&[rule(None, None, &["de"])]),
+            ["de-fra-1", "de-muc-1"]
+        );
         assert_eq!(names(&[rule(None, Some("m?nchen"), &[])]), ["de-muc-1"]);
         // All fields must match within one rule ...
         assert!(names(&[rule(Some("us-*"), None, &["DE"])]).is_empty());
         // ... any country in the list will do ...
-        assert_eq!(names(&[rule(Some("*-1"), None, &["FR", "U?"])]), ["us-east-1", "us-west-1"]);
+        assert_eq!(
+            names(&[rule(Some("*-1"), None, &["FR", "U?"])]),
+            ["us-east-1", "us-west-1"]
+        );
         // ... and any rule in the set will do.
         assert_eq!(
-            names(&[rule(None, Some("new york"), &[]), rule(Some("de-fra-*"), None, &[])]),
+            names(&[
+                rule(None, Some("new york"), &[]),
+                rule(Some("de-fra-*"), None, &[])
+            ]),
             ["us-east-1", "de-fra-1"]
         );
     }

@@ -118,12 +118,21 @@ mod tests {
 
     #[test]
     fn service_ids_round_trip() {
-        let id = ServiceId::new(ServiceKind::Distribution, ulid_from_parts(1_700_000_000_000, 42));
+        let id = ServiceId::new(
+            ServiceKind::Distribution,
+            ulid_from_parts(1_700_000_000_000, 42),
+        );
         assert!(id.as_str().starts_with("jfds@"));
         assert_eq!(ServiceId::parse(id.to_string()).unwrap(), id);
         let edge = ServiceId::new(ServiceKind::Edge, ulid_from_parts(1, 2));
         assert!(edge.as_str().starts_with("jfrt@"));
-        for bad in ["", "jfds@", "jfds@nope", "xx@01ARZ3NDEKTSV4RRFFQ69G5FAV", "01ARZ3NDEKTSV4RRFFQ69G5FAV"] {
+        for bad in [
+            "",
+            "jfds@",
+            "jfds@nope",
+            "xx@01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        ] {
             assert!(ServiceId::parse(bad).is_err(), "{bad:?}");
         }
     }

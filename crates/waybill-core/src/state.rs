@@ -56,10 +56,7 @@ impl VersionState {
             (S::Signed, E::Distribute) => S::Signed,
             (_, E::Delete) => return Ok(After::Deleted),
             (S::Open, E::Distribute) | (S::Signed, E::Update | E::Sign) => {
-                return Err(Error::Transition {
-                    state: self,
-                    event,
-                });
+                return Err(Error::Transition { state: self, event });
             }
         };
         Ok(After::State(next))

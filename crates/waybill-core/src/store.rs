@@ -173,8 +173,7 @@ pub trait TrackerRepo: Send + Sync + Debug {
     ///
     /// **Behavior:** unknown id gives `Error::NotFound`; an `Err` from
     /// `update` writes nothing; changing the id is refused.
-    async fn update_tracker(&self, id: TrackerId, update: TrackerUpdate)
-    -> Result<Tracker, Error>;
+    async fn update_tracker(&self, id: TrackerId, update: TrackerUpdate) -> Result<Tracker, Error>;
 
     /// **Behavior:** trackers of one bundle, one version, or all, by id ascending.
     async fn list_trackers(
@@ -248,8 +247,12 @@ pub trait BlobStore: Send + Sync + Debug {
 
     /// **Behavior:** up to `len` bytes from `offset` (fewer at the end, none
     /// past it); an unknown blob gives `NotFound`.
-    async fn read_range(&self, digest: &Sha256, offset: u64, len: u64)
-    -> Result<Vec<u8>, StoreError>;
+    async fn read_range(
+        &self,
+        digest: &Sha256,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, StoreError>;
 
     /// **Behavior:** `Ok(false)` when there was nothing to delete.
     async fn delete(&self, digest: &Sha256) -> Result<bool, StoreError>;

@@ -66,6 +66,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
     }
 }
 
+/// (user name, HMAC of the password) -> what was verified, and when.
+type CredentialCache = HashMap<(String, Vec<u8>), CacheEntry>;
+
 #[derive(Clone)]
 struct CacheEntry {
     phc: String,
@@ -77,7 +80,7 @@ struct CacheEntry {
 pub struct Authenticator {
     store: Arc<dyn Store>,
     key: Arc<hmac::Key>,
-    cache: Arc<Mutex<HashMap<(String, Vec<u8>), CacheEntry>>>,
+    cache: Arc<Mutex<CredentialCache>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -99,7 +102,11 @@ impl Authenticator {
     }
 
     /// Checks a user name and password; `Ok(None)` means wrong or unknown.
-    pub async fn verify_password(&self, name: &str, password: &str) -> Result<Option<User>, ApiError> {
+    pub async fn verify_password(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<Option<User>, ApiError> {
         let user = self.store.get_user(name).await?;
         let tag = hmac::sign(&self.key, password.as_bytes()).as_ref().to_vec();
         let cache_key = (name.to_string(), tag);
@@ -123,7 +130,12 @@ impl Authenticator {
             }
         })
         .await
-        .map_err(|_| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "password check failed"))?;
+        .map_err(|_| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "password check failed",
+            )
+        })?;
         if !ok {
             return Ok(None);
         }

@@ -91,12 +91,17 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         match e {
             Error::Store(e) => e.into(),
-            Error::Invalid { .. } | Error::Transition { .. } => ApiError::bad_request(e.to_string()),
+            Error::Invalid { .. } | Error::Transition { .. } => {
+                ApiError::bad_request(e.to_string())
+            }
             Error::NotFound { .. } => ApiError::not_found(e.to_string()),
             Error::AlreadyExists { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             other => {
                 tracing::error!(error = %other, "unexpected core error");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; see the server log")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; see the server log",
+                )
             }
         }
     }

@@ -40,7 +40,11 @@ pub struct AppState {
 
 impl AppState {
     /// State over a store and blob store.
-    pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, service_id: ServiceId) -> AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        service_id: ServiceId,
+    ) -> AppState {
         AppState {
             auth: Authenticator::new(store.clone()),
             store,
@@ -66,7 +70,10 @@ pub fn router(state: AppState) -> Router {
             get(system::get_settings).post(system::update_settings),
         )
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_auth));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_auth,
+        ));
     Router::new()
         .merge(anonymous)
         .merge(authenticated)
@@ -83,7 +90,11 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!("no such endpoint: {} {}", req.method(), req.uri().path()))
+    ApiError::not_found(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 /// One line per request; never headers or bodies, which may carry secrets.

@@ -42,7 +42,10 @@ pub(crate) async fn info(State(state): State<AppState>) -> Json<SystemInfo> {
         Ok(()) => ("STABLE", "Waybill is running".to_string()),
         Err(e) => {
             tracing::error!(error = %e, "info: storage does not answer");
-            ("UNSTABLE", format!("{UNAVAILABLE}: storage is {}", e.kind()))
+            (
+                "UNSTABLE",
+                format!("{UNAVAILABLE}: storage is {}", e.kind()),
+            )
         }
     };
     Json(SystemInfo {
@@ -72,7 +75,11 @@ pub(crate) async fn update_settings(
     Json(body): Json<SystemSettings>,
 ) -> Result<Json<SystemSettings>, ApiError> {
     who.require_admin()?;
-    let value = if body.call_home_enabled { "true" } else { "false" };
+    let value = if body.call_home_enabled {
+        "true"
+    } else {
+        "false"
+    };
     state.store.put_setting(CALL_HOME, value).await?;
     Ok(Json(body))
 }

@@ -219,7 +219,7 @@ impl SledStore {
     {
         self.blocking(op, move |inner| {
             let _guard = inner.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-            scan(inner, op, &prefix)?
+            scan(&inner.db, op, &prefix)?
                 .into_iter()
                 .map(|(_, v)| decode(op, &v))
                 .collect()
@@ -228,10 +228,12 @@ impl SledStore {
     }
 }
 
-fn scan(inner: &Inner, op: &'static str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-    inner
-        .db
-        .scan_prefix(prefix)
+/// A raw key and value.
+type Entry = (Vec<u8>, Vec<u8>);
+
+/// Every entry under `prefix`, in key order.
+fn scan(db: &sled::Db, op: &'static str, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+    db.scan_prefix(prefix)
         .map(|kv| {
             kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
                 .map_err(|e| map_err(op, e))
@@ -260,7 +262,8 @@ impl SystemRepo for SledStore {
     }
 
     async fn get_setting(&self, k: &str) -> Result<Option<String>, StoreError> {
-        self.read_one("get_setting", key(b'm', &[k.as_bytes()])).await
+        self.read_one("get_setting", key(b'm', &[k.as_bytes()]))
+            .await
     }
 
     async fn put_setting(&self, k: &str, value: &str) -> Result<(), StoreError> {
@@ -355,11 +358,11 @@ impl BundleRepo for SledStore {
             let _guard = inner.write_lock.lock().unwrap_or_else(|e| e.into_inner());
             // Index entries in creation order; newest first means reversed.
             let index: Vec<(String, String)> = match &name {
-                None => scan(inner, OP, b"q\0")?
+                None => scan(&inner.db, OP, b"q\0")?
                     .into_iter()
                     .map(|(_, pair)| split_pair(OP, &pair))
                     .collect::<Result<_, _>>()?,
-                Some(n) => scan(inner, OP, &prefix_of(b'n', &[n.as_bytes()]))?
+                Some(n) => scan(&inner.db, OP, &prefix_of(b'n', &[n.as_bytes()]))?
                     .into_iter()
                     .map(|(_, v)| utf8(OP, v).map(|v| (n.clone(), v)))
                     .collect::<Result<_, _>>()?,
@@ -372,7 +375,11 @@ impl BundleRepo for SledStore {
                     .get(version_key(&n, &v))
                     .map_err(|e| map_err(OP, e))?
                     .ok_or_else(|| {
-                        StoreError::new(StoreErrorKind::Corrupt, OP, format!("index names missing {n}/{v}"))
+                        StoreError::new(
+                            StoreErrorKind::Corrupt,
+                            OP,
+                            format!("index names missing {n}/{v}"),
+                        )
                     })?;
                 items.push(decode::<StoredVersion>(OP, &bytes)?.version);
             }
@@ -385,7 +392,15 @@ impl BundleRepo for SledStore {
         &self,
         name: &BundleName,
     ) -> Result<Option<ReleaseBundleVersion>, StoreError> {
-        let listed = self.list_versions(Some(name), Page { offset: 0, limit: 1 }).await?;
+        let listed = self
+            .list_versions(
+                Some(name),
+                Page {
+                    offset: 0,
+                    limit: 1,
+                },
+            )
+            .await?;
         Ok(listed.items.into_iter().next())
     }
 
@@ -395,8 +410,10 @@ impl BundleRepo for SledStore {
         version: &BundleVersion,
     ) -> Result<bool, StoreError> {
         let (name, version) = (name.to_string(), version.to_string());
-        self.write("delete_version", move |w| remove_version(w, &name, &version))
-            .await
+        self.write("delete_version", move |w| {
+            remove_version(w, &name, &version)
+        })
+        .await
     }
 
     async fn delete_bundle(&self, name: &BundleName) -> Result<u64, StoreError> {
@@ -415,10 +432,8 @@ impl BundleRepo for SledStore {
     }
 }
 
-fn scan_writes(w: &Writes<'_>, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
-    w.db.scan_prefix(prefix)
-        .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(|e| map_err(w.op, e)))
-        .collect()
+fn scan_writes(w: &Writes<'_>, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+    scan(w.db, w.op, prefix)
 }
 
 fn remove_version(w: &mut Writes<'_>, name: &str, version: &str) -> Result<bool, StoreError> {
@@ -442,7 +457,10 @@ fn split_pair(op: &'static str, pair: &[u8]) -> Result<(String, String), StoreEr
     let at = pair.iter().position(|b| *b == 0).ok_or_else(|| {
         StoreError::new(StoreErrorKind::Corrupt, op, "index entry without separator")
     })?;
-    Ok((utf8(op, pair[..at].to_vec())?, utf8(op, pair[at + 1..].to_vec())?))
+    Ok((
+        utf8(op, pair[..at].to_vec())?,
+        utf8(op, pair[at + 1..].to_vec())?,
+    ))
 }
 
 #[async_trait]
@@ -469,7 +487,8 @@ impl SiteRepo for SledStore {
     }
 
     async fn get_site(&self, id: &ServiceId) -> Result<Option<EdgeSite>, StoreError> {
-        self.read_one("get_site", key(b's', &[id.as_str().as_bytes()])).await
+        self.read_one("get_site", key(b's', &[id.as_str().as_bytes()]))
+            .await
     }
 
     async fn list_sites(&self) -> Result<Vec<EdgeSite>, StoreError> {
@@ -556,11 +575,7 @@ impl TrackerRepo for SledStore {
         self.read_one("get_tracker", tracker_key(id)).await
     }
 
-    async fn update_tracker(
-        &self,
-        id: TrackerId,
-        update: TrackerUpdate,
-    ) -> Result<Tracker, Error> {
+    async fn update_tracker(&self, id: TrackerId, update: TrackerUpdate) -> Result<Tracker, Error> {
         self.write("update_tracker", move |w| {
             let k = tracker_key(id);
             let Some(mut next) = w.get::<Tracker>(&k)? else {
@@ -629,12 +644,15 @@ impl UserRepo for SledStore {
     }
 
     async fn put_user(&self, user: User) -> Result<(), StoreError> {
-        self.write("put_user", move |w| w.put(key(b'u', &[user.name.as_bytes()]), &user))
-            .await
+        self.write("put_user", move |w| {
+            w.put(key(b'u', &[user.name.as_bytes()]), &user)
+        })
+        .await
     }
 
     async fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
-        self.read_one("get_user", key(b'u', &[name.as_bytes()])).await
+        self.read_one("get_user", key(b'u', &[name.as_bytes()]))
+            .await
     }
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
@@ -660,7 +678,8 @@ impl UserRepo for SledStore {
     }
 
     async fn get_token(&self, token_id: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.read_one("get_token", key(b'o', &[token_id.as_bytes()])).await
+        self.read_one("get_token", key(b'o', &[token_id.as_bytes()]))
+            .await
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {

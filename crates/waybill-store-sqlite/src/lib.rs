@@ -121,9 +121,11 @@ impl SqliteStore {
         .await;
         match joined {
             Ok(res) => res,
-            Err(e) => Err(StoreError::new(StoreErrorKind::Unavailable, op, "blocking task failed")
-                .with_source(e)
-                .into()),
+            Err(e) => Err(
+                StoreError::new(StoreErrorKind::Unavailable, op, "blocking task failed")
+                    .with_source(e)
+                    .into(),
+            ),
         }
     }
 }
@@ -243,9 +245,11 @@ impl SystemRepo for SqliteStore {
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();
         self.tx("get_setting", move |tx| {
-            tx.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
-                .optional()
-                .map_err(|e| map_err("get_setting", e))
+            tx.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| map_err("get_setting", e))
         })
         .await
     }
@@ -274,8 +278,10 @@ impl SystemRepo for SqliteStore {
                 "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
                 [&key, &value],
             )?;
-            tx.query_row("SELECT value FROM settings WHERE key = ?1", [&key], |r| r.get(0))
-                .map_err(|e| map_err("setting_or_insert", e))
+            tx.query_row("SELECT value FROM settings WHERE key = ?1", [&key], |r| {
+                r.get(0)
+            })
+            .map_err(|e| map_err("setting_or_insert", e))
         })
         .await
     }
@@ -351,7 +357,11 @@ impl BundleRepo for SqliteStore {
                 tx,
                 "update_version",
                 "UPDATE bundle_versions SET body = ?3 WHERE name = ?1 AND version = ?2",
-                params![name.as_str(), version.as_str(), encode("update_version", &next)?],
+                params![
+                    name.as_str(),
+                    version.as_str(),
+                    encode("update_version", &next)?
+                ],
             )?;
             Ok(next)
         })
@@ -459,7 +469,12 @@ impl SiteRepo for SqliteStore {
     async fn get_site(&self, id: &ServiceId) -> Result<Option<EdgeSite>, StoreError> {
         let id = id.to_string();
         self.tx("get_site", move |tx| {
-            query_one(tx, "get_site", "SELECT body FROM sites WHERE service_id = ?1", [id])
+            query_one(
+                tx,
+                "get_site",
+                "SELECT body FROM sites WHERE service_id = ?1",
+                [id],
+            )
         })
         .await
     }
@@ -474,7 +489,12 @@ impl SiteRepo for SqliteStore {
     async fn delete_site(&self, id: &ServiceId) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.tx("delete_site", move |tx| {
-            Ok(execute(tx, "delete_site", "DELETE FROM sites WHERE service_id = ?1", [id])? > 0)
+            Ok(execute(
+                tx,
+                "delete_site",
+                "DELETE FROM sites WHERE service_id = ?1",
+                [id],
+            )? > 0)
         })
         .await
     }
@@ -517,7 +537,12 @@ impl KeyRepo for SqliteStore {
     async fn get_key(&self, id: &str) -> Result<Option<SigningKey>, StoreError> {
         let id = id.to_string();
         self.tx("get_key", move |tx| {
-            query_one(tx, "get_key", "SELECT body FROM signing_keys WHERE id = ?1", [id])
+            query_one(
+                tx,
+                "get_key",
+                "SELECT body FROM signing_keys WHERE id = ?1",
+                [id],
+            )
         })
         .await
     }
@@ -536,7 +561,12 @@ impl KeyRepo for SqliteStore {
 
     async fn list_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
         self.tx("list_keys", |tx| {
-            query_all(tx, "list_keys", "SELECT body FROM signing_keys ORDER BY id", [])
+            query_all(
+                tx,
+                "list_keys",
+                "SELECT body FROM signing_keys ORDER BY id",
+                [],
+            )
         })
         .await
     }
@@ -544,7 +574,12 @@ impl KeyRepo for SqliteStore {
     async fn delete_key(&self, id: &str) -> Result<bool, StoreError> {
         let id = id.to_string();
         self.tx("delete_key", move |tx| {
-            Ok(execute(tx, "delete_key", "DELETE FROM signing_keys WHERE id = ?1", [id])? > 0)
+            Ok(execute(
+                tx,
+                "delete_key",
+                "DELETE FROM signing_keys WHERE id = ?1",
+                [id],
+            )? > 0)
         })
         .await
     }
@@ -576,23 +611,28 @@ impl TrackerRepo for SqliteStore {
 
     async fn get_tracker(&self, id: TrackerId) -> Result<Option<Tracker>, StoreError> {
         self.tx("get_tracker", move |tx| {
-            query_one(tx, "get_tracker", "SELECT body FROM trackers WHERE id = ?1", [clamp(id)])
+            query_one(
+                tx,
+                "get_tracker",
+                "SELECT body FROM trackers WHERE id = ?1",
+                [clamp(id)],
+            )
         })
         .await
     }
 
-    async fn update_tracker(
-        &self,
-        id: TrackerId,
-        update: TrackerUpdate,
-    ) -> Result<Tracker, Error> {
+    async fn update_tracker(&self, id: TrackerId, update: TrackerUpdate) -> Result<Tracker, Error> {
         self.tx("update_tracker", move |tx| {
             const OP: &str = "update_tracker";
-            let current: Tracker =
-                query_one(tx, OP, "SELECT body FROM trackers WHERE id = ?1", [clamp(id)])?
-                    .ok_or_else(|| Error::NotFound {
-                        what: format!("distribution tracker {id}"),
-                    })?;
+            let current: Tracker = query_one(
+                tx,
+                OP,
+                "SELECT body FROM trackers WHERE id = ?1",
+                [clamp(id)],
+            )?
+            .ok_or_else(|| Error::NotFound {
+                what: format!("distribution tracker {id}"),
+            })?;
             let mut next = current;
             update(&mut next)?;
             if next.id != id {
@@ -692,7 +732,12 @@ impl UserRepo for SqliteStore {
     async fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
         let name = name.to_string();
         self.tx("get_user", move |tx| {
-            query_one(tx, "get_user", "SELECT body FROM users WHERE name = ?1", [name])
+            query_one(
+                tx,
+                "get_user",
+                "SELECT body FROM users WHERE name = ?1",
+                [name],
+            )
         })
         .await
     }
@@ -707,7 +752,12 @@ impl UserRepo for SqliteStore {
     async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_string();
         self.tx("delete_user", move |tx| {
-            Ok(execute(tx, "delete_user", "DELETE FROM users WHERE name = ?1", [name])? > 0)
+            Ok(execute(
+                tx,
+                "delete_user",
+                "DELETE FROM users WHERE name = ?1",
+                [name],
+            )? > 0)
         })
         .await
     }
@@ -730,7 +780,12 @@ impl UserRepo for SqliteStore {
     async fn get_token(&self, token_id: &str) -> Result<Option<TokenRecord>, StoreError> {
         let id = token_id.to_string();
         self.tx("get_token", move |tx| {
-            query_one(tx, "get_token", "SELECT body FROM tokens WHERE token_id = ?1", [id])
+            query_one(
+                tx,
+                "get_token",
+                "SELECT body FROM tokens WHERE token_id = ?1",
+                [id],
+            )
         })
         .await
     }
@@ -750,7 +805,12 @@ impl UserRepo for SqliteStore {
     async fn delete_token(&self, token_id: &str) -> Result<bool, StoreError> {
         let id = token_id.to_string();
         self.tx("delete_token", move |tx| {
-            Ok(execute(tx, "delete_token", "DELETE FROM tokens WHERE token_id = ?1", [id])? > 0)
+            Ok(execute(
+                tx,
+                "delete_token",
+                "DELETE FROM tokens WHERE token_id = ?1",
+                [id],
+            )? > 0)
         })
         .await
     }

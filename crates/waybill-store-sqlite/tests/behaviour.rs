@@ -25,14 +25,21 @@ fn opens_in_wal_mode_at_the_latest_schema() {
     let conn = rusqlite_free_check(&path);
     assert_eq!(conn, "wal");
     // Re-opening does not re-run migrations.
-    assert_eq!(SqliteStore::open(&path).unwrap().schema_version().unwrap(), version);
+    assert_eq!(
+        SqliteStore::open(&path).unwrap().schema_version().unwrap(),
+        version
+    );
 }
 
 /// Reads the journal mode straight from the file header: WAL files have
 /// read/write version bytes 2 at offsets 18 and 19.
 fn rusqlite_free_check(path: &Path) -> &'static str {
     let header = std::fs::read(path).unwrap();
-    if header.len() > 19 && header[18] == 2 && header[19] == 2 { "wal" } else { "rollback" }
+    if header.len() > 19 && header[18] == 2 && header[19] == 2 {
+        "wal"
+    } else {
+        "rollback"
+    }
 }
 
 #[test]

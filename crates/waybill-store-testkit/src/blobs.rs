@@ -23,9 +23,20 @@ pub async fn blob_write_commit_read(open: &BlobOpener) {
     assert_eq!(info.size, data.len() as u64);
     assert_eq!(s.stat(&info.digest).await.unwrap(), Some(data.len() as u64));
     assert_eq!(s.read_range(&info.digest, 0, u64::MAX).await.unwrap(), data);
-    assert_eq!(s.read_range(&info.digest, 1000, 10).await.unwrap(), &data[1000..1010]);
-    assert_eq!(s.read_range(&info.digest, 299_990, 100).await.unwrap(), &data[299_990..]);
-    assert!(s.read_range(&info.digest, 400_000, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.read_range(&info.digest, 1000, 10).await.unwrap(),
+        &data[1000..1010]
+    );
+    assert_eq!(
+        s.read_range(&info.digest, 299_990, 100).await.unwrap(),
+        &data[299_990..]
+    );
+    assert!(
+        s.read_range(&info.digest, 400_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A digest mismatch is `Corrupt` and the blob is never visible.
@@ -64,9 +75,16 @@ pub async fn blob_same_content_twice_keeps_one(open: &BlobOpener) {
         let info = w.commit(None).await.unwrap();
         assert_eq!(info.digest, Sha256::of(&data));
     }
-    assert_eq!(s.read_range(&Sha256::of(&data), 0, u64::MAX).await.unwrap(), data);
+    assert_eq!(
+        s.read_range(&Sha256::of(&data), 0, u64::MAX).await.unwrap(),
+        data
+    );
     assert!(s.delete(&Sha256::of(&data)).await.unwrap());
-    assert_eq!(s.stat(&Sha256::of(&data)).await.unwrap(), None, "one copy, now gone");
+    assert_eq!(
+        s.stat(&Sha256::of(&data)).await.unwrap(),
+        None,
+        "one copy, now gone"
+    );
 }
 
 /// Delete reports whether anything was there.

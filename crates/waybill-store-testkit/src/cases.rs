@@ -45,7 +45,10 @@ pub async fn settings_round_trip(open: &Opener) {
     assert_eq!(s.get_setting("call_home").await.unwrap(), None);
     s.put_setting("call_home", "true").await.unwrap();
     s.put_setting("call_home", "false").await.unwrap();
-    assert_eq!(s.get_setting("call_home").await.unwrap().as_deref(), Some("false"));
+    assert_eq!(
+        s.get_setting("call_home").await.unwrap().as_deref(),
+        Some("false")
+    );
 }
 
 /// `setting_or_insert` keeps the first value, also under a race.
@@ -56,7 +59,9 @@ pub async fn setting_or_insert_first_wins(open: &Opener) {
     for i in 0..8 {
         let s = s.clone();
         handles.push(tokio::spawn(async move {
-            s.setting_or_insert("service_id", &format!("id-{i}")).await.unwrap()
+            s.setting_or_insert("service_id", &format!("id-{i}"))
+                .await
+                .unwrap()
         }));
     }
     let mut seen = Vec::new();
@@ -65,7 +70,10 @@ pub async fn setting_or_insert_first_wins(open: &Opener) {
     }
     seen.dedup();
     assert_eq!(seen.len(), 1, "all racers agree: {seen:?}");
-    assert_eq!(s.get_setting("service_id").await.unwrap(), Some(seen[0].clone()));
+    assert_eq!(
+        s.get_setting("service_id").await.unwrap(),
+        Some(seen[0].clone())
+    );
 }
 
 /// Every field of a version survives a store round trip.
@@ -74,7 +82,10 @@ pub async fn create_then_get_round_trips(open: &Opener) {
     let s = open(dir.path());
     let v = version("app", "1.0", 100);
     s.create_version(v.clone()).await.unwrap();
-    assert_eq!(s.get_version(&name("app"), &ver("1.0")).await.unwrap(), Some(v));
+    assert_eq!(
+        s.get_version(&name("app"), &ver("1.0")).await.unwrap(),
+        Some(v)
+    );
 }
 
 /// An unknown version is `Ok(None)`.
@@ -82,8 +93,14 @@ pub async fn get_unknown_version_is_none(open: &Opener) {
     let dir = tempdir();
     let s = open(dir.path());
     s.create_version(version("app", "1.0", 1)).await.unwrap();
-    assert_eq!(s.get_version(&name("app"), &ver("2.0")).await.unwrap(), None);
-    assert_eq!(s.get_version(&name("other"), &ver("1.0")).await.unwrap(), None);
+    assert_eq!(
+        s.get_version(&name("app"), &ver("2.0")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.get_version(&name("other"), &ver("1.0")).await.unwrap(),
+        None
+    );
 }
 
 /// A second create of (name, version) is `Conflict` and changes nothing.
@@ -95,7 +112,10 @@ pub async fn create_existing_version_conflicts(open: &Opener) {
     let mut second = version("app", "1.0", 2);
     second.description = "intruder".into();
     assert_kind(s.create_version(second).await, StoreErrorKind::Conflict);
-    assert_eq!(s.get_version(&name("app"), &ver("1.0")).await.unwrap(), Some(first));
+    assert_eq!(
+        s.get_version(&name("app"), &ver("1.0")).await.unwrap(),
+        Some(first)
+    );
     assert_eq!(s.list_versions(None, Page::ALL).await.unwrap().total, 1);
 }
 
@@ -110,10 +130,18 @@ pub async fn update_applies_and_keeps_creation_order(open: &Opener) {
         .await
         .unwrap();
     assert_eq!(updated.state, VersionState::Signed);
-    let got = s.get_version(&name("app"), &ver("1")).await.unwrap().unwrap();
+    let got = s
+        .get_version(&name("app"), &ver("1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got, updated);
     let latest = s.latest_version(&name("app")).await.unwrap().unwrap();
-    assert_eq!(latest.version, ver("2"), "an update does not make a version newer");
+    assert_eq!(
+        latest.version,
+        ver("2"),
+        "an update does not make a version newer"
+    );
 }
 
 /// A domain step that returns `Err` gets its error back and writes nothing,
@@ -122,7 +150,9 @@ pub async fn update_aborted_by_domain_writes_nothing(open: &Opener) {
     let dir = tempdir();
     let s = open(dir.path());
     s.create_version(version("app", "1", 1)).await.unwrap();
-    s.update_version(&name("app"), &ver("1"), sign_step()).await.unwrap();
+    s.update_version(&name("app"), &ver("1"), sign_step())
+        .await
+        .unwrap();
     let before = s.get_version(&name("app"), &ver("1")).await.unwrap();
     let err = s
         .update_version(
@@ -137,10 +167,19 @@ pub async fn update_aborted_by_domain_writes_nothing(open: &Opener) {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Transition { state: VersionState::Signed, event: VersionEvent::Update }),
+        matches!(
+            err,
+            Error::Transition {
+                state: VersionState::Signed,
+                event: VersionEvent::Update
+            }
+        ),
         "{err:?}"
     );
-    assert_eq!(s.get_version(&name("app"), &ver("1")).await.unwrap(), before);
+    assert_eq!(
+        s.get_version(&name("app"), &ver("1")).await.unwrap(),
+        before
+    );
 }
 
 /// Renaming through an update is refused.
@@ -160,8 +199,18 @@ pub async fn update_refuses_rename(open: &Opener) {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
-    assert!(s.get_version(&name("app"), &ver("2")).await.unwrap().is_none());
-    assert!(s.get_version(&name("app"), &ver("1")).await.unwrap().is_some());
+    assert!(
+        s.get_version(&name("app"), &ver("2"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        s.get_version(&name("app"), &ver("1"))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 /// Updating an unknown version is `Error::NotFound`.
@@ -181,22 +230,66 @@ pub async fn list_versions_newest_first_and_paged(open: &Opener) {
     let s = open(dir.path());
     for i in 0..25u64 {
         let bundle = if i % 2 == 0 { "even" } else { "odd" };
-        s.create_version(version(bundle, &format!("v{i}"), i)).await.unwrap();
+        s.create_version(version(bundle, &format!("v{i}"), i))
+            .await
+            .unwrap();
     }
     let labels = |items: Vec<waybill_core::bundle::ReleaseBundleVersion>| -> Vec<String> {
         items.into_iter().map(|v| v.version.to_string()).collect()
     };
-    let first = s.list_versions(None, Page { offset: 0, limit: 10 }).await.unwrap();
+    let first = s
+        .list_versions(
+            None,
+            Page {
+                offset: 0,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(first.total, 25);
-    assert_eq!(labels(first.items), (15..25).rev().map(|i| format!("v{i}")).collect::<Vec<_>>());
-    let last = s.list_versions(None, Page { offset: 20, limit: 10 }).await.unwrap();
+    assert_eq!(
+        labels(first.items),
+        (15..25).rev().map(|i| format!("v{i}")).collect::<Vec<_>>()
+    );
+    let last = s
+        .list_versions(
+            None,
+            Page {
+                offset: 20,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(labels(last.items), ["v4", "v3", "v2", "v1", "v0"]);
-    let past = s.list_versions(None, Page { offset: 30, limit: 10 }).await.unwrap();
+    let past = s
+        .list_versions(
+            None,
+            Page {
+                offset: 30,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!((past.items.len(), past.total), (0, 25));
-    let odd = s.list_versions(Some(&name("odd")), Page { offset: 1, limit: 3 }).await.unwrap();
+    let odd = s
+        .list_versions(
+            Some(&name("odd")),
+            Page {
+                offset: 1,
+                limit: 3,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(odd.total, 12);
     assert_eq!(labels(odd.items), ["v21", "v19", "v17"]);
-    let none = s.list_versions(Some(&name("nope")), Page::ALL).await.unwrap();
+    let none = s
+        .list_versions(Some(&name("nope")), Page::ALL)
+        .await
+        .unwrap();
     assert_eq!((none.items.len(), none.total), (0, 0));
 }
 
@@ -210,7 +303,10 @@ pub async fn latest_version_is_created_last(open: &Opener) {
     }
     s.create_version(version("other", "9", 1)).await.unwrap();
     let latest = |s: Arc<dyn Store>| async move {
-        s.latest_version(&name("app")).await.unwrap().map(|v| v.version.to_string())
+        s.latest_version(&name("app"))
+            .await
+            .unwrap()
+            .map(|v| v.version.to_string())
     };
     assert_eq!(latest(s.clone()).await.as_deref(), Some("1.5"));
     s.delete_version(&name("app"), &ver("1.5")).await.unwrap();
@@ -285,7 +381,11 @@ pub async fn concurrent_updates_lose_nothing(open: &Opener) {
     for h in handles {
         h.await.unwrap();
     }
-    let v = s.get_version(&name("app"), &ver("1")).await.unwrap().unwrap();
+    let v = s
+        .get_version(&name("app"), &ver("1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v.description.matches('+').count(), 20);
 }
 
@@ -297,7 +397,8 @@ pub async fn sites_put_replace_list_delete(open: &Opener) {
     let b = site(2, "alpha", "New York", "US");
     s.put_site(a.clone()).await.unwrap();
     s.put_site(b.clone()).await.unwrap();
-    let names = |v: Vec<waybill_core::site::EdgeSite>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    let names =
+        |v: Vec<waybill_core::site::EdgeSite>| v.into_iter().map(|s| s.name).collect::<Vec<_>>();
     assert_eq!(names(s.list_sites().await.unwrap()), ["alpha", "zeta"]);
     let mut renamed = a.clone();
     renamed.name = "beta".into();
@@ -305,7 +406,10 @@ pub async fn sites_put_replace_list_delete(open: &Opener) {
     assert_eq!(s.get_site(&a.service_id).await.unwrap(), Some(renamed));
     // "zeta" is free again.
     s.put_site(site(3, "zeta", "Paris", "FR")).await.unwrap();
-    assert_eq!(names(s.list_sites().await.unwrap()), ["alpha", "beta", "zeta"]);
+    assert_eq!(
+        names(s.list_sites().await.unwrap()),
+        ["alpha", "beta", "zeta"]
+    );
     assert!(s.delete_site(&b.service_id).await.unwrap());
     assert!(!s.delete_site(&b.service_id).await.unwrap());
     assert_eq!(s.get_site(&b.service_id).await.unwrap(), None);
@@ -318,7 +422,10 @@ pub async fn site_name_clash_conflicts(open: &Opener) {
     let s = open(dir.path());
     let a = site(1, "edge-1", "Berlin", "DE");
     s.put_site(a.clone()).await.unwrap();
-    assert_kind(s.put_site(site(2, "edge-1", "Paris", "FR")).await, StoreErrorKind::Conflict);
+    assert_kind(
+        s.put_site(site(2, "edge-1", "Paris", "FR")).await,
+        StoreErrorKind::Conflict,
+    );
     assert_eq!(s.list_sites().await.unwrap(), vec![a]);
 }
 
@@ -329,13 +436,20 @@ pub async fn default_key_is_exclusive(open: &Opener) {
     assert_eq!(s.default_key().await.unwrap(), None);
     s.put_key(key("k1", true)).await.unwrap();
     s.put_key(key("k2", false)).await.unwrap();
-    assert_eq!(s.default_key().await.unwrap().map(|k| k.id).as_deref(), Some("k1"));
+    assert_eq!(
+        s.default_key().await.unwrap().map(|k| k.id).as_deref(),
+        Some("k1")
+    );
     s.put_key(key("k3", true)).await.unwrap();
     let keys = s.list_keys().await.unwrap();
     let flags: Vec<(String, bool)> = keys.into_iter().map(|k| (k.id, k.default)).collect();
     assert_eq!(
         flags,
-        [("k1".into(), false), ("k2".into(), false), ("k3".into(), true)]
+        [
+            ("k1".into(), false),
+            ("k2".into(), false),
+            ("k3".into(), true)
+        ]
     );
     assert!(s.delete_key("k3").await.unwrap());
     assert!(!s.delete_key("k3").await.unwrap());
@@ -380,14 +494,19 @@ pub async fn tracker_update_aborted_writes_nothing(open: &Opener) {
             t.id,
             Box::new(|t| {
                 t.sites[0].status = SiteStatus::Completed;
-                Err(Error::AlreadyExists { what: "a reason to refuse".into() })
+                Err(Error::AlreadyExists {
+                    what: "a reason to refuse".into(),
+                })
             }),
         )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
     assert_eq!(s.get_tracker(t.id).await.unwrap(), Some(updated));
-    let missing = s.update_tracker(t.id + 100, Box::new(|_| Ok(()))).await.unwrap_err();
+    let missing = s
+        .update_tracker(t.id + 100, Box::new(|_| Ok(())))
+        .await
+        .unwrap_err();
     assert!(matches!(missing, Error::NotFound { .. }), "{missing:?}");
 }
 
@@ -399,12 +518,23 @@ pub async fn trackers_filter_by_bundle_and_version(open: &Opener) {
         s.create_tracker(tracker(n, v)).await.unwrap();
     }
     let ids = |ts: Vec<waybill_core::tracker::Tracker>| -> Vec<String> {
-        ts.into_iter().map(|t| format!("{}/{}", t.name, t.version)).collect()
+        ts.into_iter()
+            .map(|t| format!("{}/{}", t.name, t.version))
+            .collect()
     };
-    assert_eq!(ids(s.list_trackers(None, None).await.unwrap()), ["a/1", "b/1", "a/2", "a/1"]);
-    assert_eq!(ids(s.list_trackers(Some(&name("a")), None).await.unwrap()), ["a/1", "a/2", "a/1"]);
     assert_eq!(
-        ids(s.list_trackers(Some(&name("a")), Some(&ver("1"))).await.unwrap()),
+        ids(s.list_trackers(None, None).await.unwrap()),
+        ["a/1", "b/1", "a/2", "a/1"]
+    );
+    assert_eq!(
+        ids(s.list_trackers(Some(&name("a")), None).await.unwrap()),
+        ["a/1", "a/2", "a/1"]
+    );
+    assert_eq!(
+        ids(s
+            .list_trackers(Some(&name("a")), Some(&ver("1")))
+            .await
+            .unwrap()),
         ["a/1", "a/1"]
     );
     let all = s.list_trackers(None, None).await.unwrap();
@@ -417,11 +547,23 @@ pub async fn users_create_put_list_delete(open: &Opener) {
     let s = open(dir.path());
     s.create_user(user("bob", false)).await.unwrap();
     s.create_user(user("admin", true)).await.unwrap();
-    assert_kind(s.create_user(user("bob", true)).await, StoreErrorKind::Conflict);
-    assert!(!s.get_user("bob").await.unwrap().unwrap().admin, "conflict wrote nothing");
+    assert_kind(
+        s.create_user(user("bob", true)).await,
+        StoreErrorKind::Conflict,
+    );
+    assert!(
+        !s.get_user("bob").await.unwrap().unwrap().admin,
+        "conflict wrote nothing"
+    );
     s.put_user(user("bob", true)).await.unwrap();
     assert!(s.get_user("bob").await.unwrap().unwrap().admin);
-    let names: Vec<String> = s.list_users().await.unwrap().into_iter().map(|u| u.name).collect();
+    let names: Vec<String> = s
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
     assert_eq!(names, ["admin", "bob"]);
     assert!(s.delete_user("bob").await.unwrap());
     assert!(!s.delete_user("bob").await.unwrap());
@@ -439,7 +581,13 @@ pub async fn tokens_round_trip_in_order(open: &Opener) {
     revoked.revoked = true;
     s.put_token(revoked.clone()).await.unwrap();
     assert_eq!(s.get_token("a").await.unwrap(), Some(revoked));
-    let ids: Vec<String> = s.list_tokens().await.unwrap().into_iter().map(|t| t.token_id).collect();
+    let ids: Vec<String> = s
+        .list_tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.token_id)
+        .collect();
     assert_eq!(ids, ["b", "c", "a"]);
     assert!(s.delete_token("b").await.unwrap());
     assert!(!s.delete_token("b").await.unwrap());
@@ -454,7 +602,9 @@ pub async fn everything_survives_reopen(open: &Opener) {
     s.put_setting("service_id", "jfds@x").await.unwrap();
     s.create_version(version("app", "1", 1)).await.unwrap();
     s.create_version(version("app", "2", 2)).await.unwrap();
-    s.update_version(&name("app"), &ver("1"), sign_step()).await.unwrap();
+    s.update_version(&name("app"), &ver("1"), sign_step())
+        .await
+        .unwrap();
     s.put_site(site(1, "edge", "Berlin", "DE")).await.unwrap();
     s.put_key(key("k", true)).await.unwrap();
     let t = s.create_tracker(tracker("app", "1")).await.unwrap();
@@ -464,19 +614,33 @@ pub async fn everything_survives_reopen(open: &Opener) {
     drop(s);
 
     let s = open(dir.path());
-    assert_eq!(s.get_setting("service_id").await.unwrap().as_deref(), Some("jfds@x"));
+    assert_eq!(
+        s.get_setting("service_id").await.unwrap().as_deref(),
+        Some("jfds@x")
+    );
     assert_eq!(s.list_versions(None, Page::ALL).await.unwrap(), versions);
     assert_eq!(
-        s.get_version(&name("app"), &ver("1")).await.unwrap().unwrap().state,
+        s.get_version(&name("app"), &ver("1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
         VersionState::Signed
     );
     assert_eq!(s.list_sites().await.unwrap().len(), 1);
-    assert_eq!(s.default_key().await.unwrap().map(|k| k.id).as_deref(), Some("k"));
+    assert_eq!(
+        s.default_key().await.unwrap().map(|k| k.id).as_deref(),
+        Some("k")
+    );
     assert_eq!(s.get_tracker(t.id).await.unwrap(), Some(t.clone()));
     assert!(s.get_user("bob").await.unwrap().is_some());
     assert!(s.get_token("t").await.unwrap().is_some());
     s.create_version(version("app", "3", 3)).await.unwrap();
     let latest = s.latest_version(&name("app")).await.unwrap().unwrap();
-    assert_eq!(latest.version, ver("3"), "creation order continues after re-open");
+    assert_eq!(
+        latest.version,
+        ver("3"),
+        "creation order continues after re-open"
+    );
     assert!(s.create_tracker(tracker("app", "1")).await.unwrap().id > t.id);
 }

@@ -56,7 +56,10 @@ pub fn version(n: &str, v: &str, created: Millis) -> ReleaseBundleVersion {
 /// An edge site with a deterministic id derived from `n`.
 pub fn site(n: u64, site_name: &str, city: &str, country: &str) -> EdgeSite {
     EdgeSite {
-        service_id: ServiceId::new(ServiceKind::Edge, ulid_from_parts(1_700_000_000_000, n as u128)),
+        service_id: ServiceId::new(
+            ServiceKind::Edge,
+            ulid_from_parts(1_700_000_000_000, n as u128),
+        ),
         name: site_name.into(),
         city_name: city.into(),
         country_code: country.into(),
@@ -127,7 +130,7 @@ pub fn token(id: &str, issued_at: Millis) -> TokenRecord {
         subject: "alice".into(),
         scope: "applied-permissions/user".into(),
         issued_at,
-        expiry: Some(issued_at + 3600_000),
+        expiry: Some(issued_at + 3_600_000),
         refresh_hash: Some(Sha256::of(id.as_bytes())),
         revoked: false,
     }

@@ -127,11 +127,18 @@ async fn apply(s: &dyn Store, op: &Op, step: u64) -> String {
                     &v(*vi),
                     Box::new(move |rb| {
                         rb.description = format!("u{d}");
-                        if commit { Ok(()) } else { Err(Error::NotFound { what: "abort".into() }) }
+                        if commit {
+                            Ok(())
+                        } else {
+                            Err(Error::NotFound {
+                                what: "abort".into(),
+                            })
+                        }
                     }),
                 )
                 .await;
-            res.map(|x| format!("{x:?}")).unwrap_or_else(|e| domain_outcome(&e))
+            res.map(|x| format!("{x:?}"))
+                .unwrap_or_else(|e| domain_outcome(&e))
         }
         Op::Sign(ni, vi) => {
             let res = s
@@ -146,19 +153,28 @@ async fn apply(s: &dyn Store, op: &Op, step: u64) -> String {
                     }),
                 )
                 .await;
-            res.map(|x| format!("{x:?}")).unwrap_or_else(|e| domain_outcome(&e))
+            res.map(|x| format!("{x:?}"))
+                .unwrap_or_else(|e| domain_outcome(&e))
         }
         Op::List(ni, offset, limit) => {
-            let page = Page { offset: *offset as u64, limit: *limit as u64 };
+            let page = Page {
+                offset: *offset as u64,
+                limit: *limit as u64,
+            };
             show!(s.list_versions(ni.map(n).as_ref(), page).await)
         }
         Op::Latest(ni) => show!(s.latest_version(&n(*ni)).await),
         Op::DeleteVersion(ni, vi) => show!(s.delete_version(&n(*ni), &v(*vi)).await),
         Op::DeleteBundle(ni) => show!(s.delete_bundle(&n(*ni)).await),
         Op::PutSite(id, ni) => show!(s.put_site(site(*id as u64, NAMES[*ni], "City", "DE")).await),
-        Op::DeleteSite(id) => show!(s.delete_site(&site(*id as u64, "", "", "").service_id).await),
+        Op::DeleteSite(id) => show!(
+            s.delete_site(&site(*id as u64, "", "", "").service_id)
+                .await
+        ),
         Op::ListSites => show!(s.list_sites().await),
-        Op::CreateTracker(ni, vi) => show!(s.create_tracker(tracker(NAMES[*ni], VERSIONS[*vi])).await),
+        Op::CreateTracker(ni, vi) => {
+            show!(s.create_tracker(tracker(NAMES[*ni], VERSIONS[*vi])).await)
+        }
         Op::DeleteTrackers(ni, vi) => show!(s.delete_trackers(&n(*ni), &v(*vi)).await),
         Op::ListTrackers(ni) => show!(s.list_trackers(ni.map(n).as_ref(), None).await),
         Op::PutKey(id, default) => show!(s.put_key(key(&format!("k{id}"), *default)).await),
@@ -166,7 +182,10 @@ async fn apply(s: &dyn Store, op: &Op, step: u64) -> String {
         Op::CreateUser(ni) => show!(s.create_user(user(NAMES[*ni], false)).await),
         Op::DeleteUser(ni) => show!(s.delete_user(NAMES[*ni]).await),
         Op::SettingOrInsert(k, val) => {
-            show!(s.setting_or_insert(&format!("s{k}"), &format!("v{val}")).await)
+            show!(
+                s.setting_or_insert(&format!("s{k}"), &format!("v{val}"))
+                    .await
+            )
         }
         Op::Reopen => "reopened".into(),
     }
