@@ -75,7 +75,7 @@ macro_rules! store_suite {
         );
         #[test]
         fn model_matches_memory_reference() {
-            $crate::model::check(&$open, 24);
+            $crate::model::check(&$open, 64);
         }
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
