@@ -1,4 +1,8 @@
-//! SHA-256 digests: the content address of every blob.
+//! Content digests: SHA-256 (the content address of every blob), plus SHA-1
+//! and MD5, which Artifactory clients still send and check.
+//!
+//! `Ingest` computes all three in one pass over a stream; it is the checksum
+//! hot path that deploys go through and that the benches measure.
 
 use std::fmt;
 
@@ -6,48 +10,61 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// A SHA-256 digest. Displays and parses as 64 lower-case hex digits.
+/// A digest of `N` bytes. Displays and parses as lower-case hex.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Sha256([u8; 32]);
+pub struct HexDigest<const N: usize>([u8; N]);
 
-impl Sha256 {
+/// SHA-256, the content address.
+pub type Sha256 = HexDigest<32>;
+/// SHA-1, for Artifactory compatibility only.
+pub type Sha1 = HexDigest<20>;
+/// MD5, for Artifactory compatibility only.
+pub type Md5 = HexDigest<16>;
+
+impl<const N: usize> HexDigest<N> {
+    /// The name of the algorithm, as APIs spell it.
+    pub const ALGORITHM: &'static str = match N {
+        32 => "sha256",
+        20 => "sha1",
+        16 => "md5",
+        _ => "digest",
+    };
+
     /// Wraps raw digest bytes.
-    pub fn from_bytes(bytes: [u8; 32]) -> Sha256 {
-        Sha256(bytes)
+    pub fn from_bytes(bytes: [u8; N]) -> Self {
+        HexDigest(bytes)
     }
 
     /// The raw bytes.
-    pub fn as_bytes(&self) -> &[u8; 32] {
+    pub fn as_bytes(&self) -> &[u8; N] {
         &self.0
     }
 
-    /// Parses 64 hex digits (either case).
-    pub fn parse_hex(hex: &str) -> Result<Sha256, Error> {
-        let bad = || Error::invalid("sha256", format!("'{hex}' is not 64 hexadecimal digits"));
-        if hex.len() != 64 {
+    /// Parses `2 * N` hex digits (either case).
+    pub fn parse_hex(hex: &str) -> Result<Self, Error> {
+        let bad = || {
+            Error::invalid(
+                Self::ALGORITHM,
+                format!("'{hex}' is not {} hexadecimal digits", 2 * N),
+            )
+        };
+        if hex.len() != 2 * N {
             return Err(bad());
         }
-        let mut out = [0u8; 32];
+        let mut out = [0u8; N];
         for (i, pair) in hex.as_bytes().chunks_exact(2).enumerate() {
             let hi = (pair[0] as char).to_digit(16).ok_or_else(bad)?;
             let lo = (pair[1] as char).to_digit(16).ok_or_else(bad)?;
             out[i] = (hi * 16 + lo) as u8;
         }
-        Ok(Sha256(out))
-    }
-
-    /// Digest of a whole buffer.
-    pub fn of(data: &[u8]) -> Sha256 {
-        let mut h = Sha256Hasher::new();
-        h.update(data);
-        h.finish()
+        Ok(HexDigest(out))
     }
 
     /// Lower-case hex.
     pub fn to_hex(&self) -> String {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(64);
+        let mut s = String::with_capacity(2 * N);
         for b in self.0 {
             s.push(HEX[(b >> 4) as usize] as char);
             s.push(HEX[(b & 15) as usize] as char);
@@ -56,27 +73,36 @@ impl Sha256 {
     }
 }
 
-impl fmt::Display for Sha256 {
+impl Sha256 {
+    /// SHA-256 of a whole buffer.
+    pub fn of(data: &[u8]) -> Sha256 {
+        let mut h = Sha256Hasher::new();
+        h.update(data);
+        h.finish()
+    }
+}
+
+impl<const N: usize> fmt::Display for HexDigest<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
     }
 }
 
-impl fmt::Debug for Sha256 {
+impl<const N: usize> fmt::Debug for HexDigest<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sha256({})", self.to_hex())
+        write!(f, "{}({})", Self::ALGORITHM, self.to_hex())
     }
 }
 
-impl TryFrom<String> for Sha256 {
+impl<const N: usize> TryFrom<String> for HexDigest<N> {
     type Error = Error;
     fn try_from(s: String) -> Result<Self, Error> {
-        Sha256::parse_hex(&s)
+        Self::parse_hex(&s)
     }
 }
 
-impl From<Sha256> for String {
-    fn from(d: Sha256) -> String {
+impl<const N: usize> From<HexDigest<N>> for String {
+    fn from(d: HexDigest<N>) -> String {
         d.to_hex()
     }
 }
@@ -117,7 +143,7 @@ impl Sha256Hasher {
         let d = self.ctx.finish();
         let mut out = [0u8; 32];
         out.copy_from_slice(d.as_ref());
-        Sha256(out)
+        HexDigest(out)
     }
 }
 
@@ -132,6 +158,84 @@ impl fmt::Debug for Sha256Hasher {
         f.debug_struct("Sha256Hasher")
             .field("len", &self.len)
             .finish()
+    }
+}
+
+/// The three checksums Artifactory keeps for every file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Checksums {
+    /// SHA-256: the content address.
+    pub sha256: Sha256,
+    /// SHA-1.
+    pub sha1: Sha1,
+    /// MD5.
+    pub md5: Md5,
+}
+
+/// One pass over a stream computing SHA-256 (ring), SHA-1 (`sha1`, which
+/// uses SHA-NI; ring's SHA-1 does not) and MD5 (`md-5`).
+pub struct Ingest {
+    sha256: Sha256Hasher,
+    sha1: sha1::Sha1,
+    md5: md5::Md5,
+}
+
+impl Ingest {
+    /// A fresh ingest.
+    pub fn new() -> Ingest {
+        use sha1::Digest as _;
+        Ingest {
+            sha256: Sha256Hasher::new(),
+            sha1: sha1::Sha1::new(),
+            md5: md5::Md5::new(),
+        }
+    }
+
+    /// Feeds the next chunk to all three digests.
+    pub fn update(&mut self, chunk: &[u8]) {
+        use sha1::Digest as _;
+        self.sha256.update(chunk);
+        self.sha1.update(chunk);
+        self.md5.update(chunk);
+    }
+
+    /// Bytes fed so far.
+    pub fn len(&self) -> u64 {
+        self.sha256.len()
+    }
+
+    /// Whether nothing was fed yet.
+    pub fn is_empty(&self) -> bool {
+        self.sha256.is_empty()
+    }
+
+    /// The three digests of everything fed.
+    pub fn finish(self) -> Checksums {
+        use sha1::Digest as _;
+        Checksums {
+            sha256: self.sha256.finish(),
+            sha1: HexDigest(self.sha1.finalize().into()),
+            md5: HexDigest(self.md5.finalize().into()),
+        }
+    }
+
+    /// All three checksums of a whole buffer.
+    pub fn of(data: &[u8]) -> Checksums {
+        let mut i = Ingest::new();
+        i.update(data);
+        i.finish()
+    }
+}
+
+impl Default for Ingest {
+    fn default() -> Self {
+        Ingest::new()
+    }
+}
+
+impl fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ingest").field("len", &self.len()).finish()
     }
 }
 
@@ -153,6 +257,16 @@ mod tests {
             h.finish().to_hex(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+        let mut i = Ingest::new();
+        i.update(b"a");
+        i.update(b"bc");
+        let c = i.finish();
+        assert_eq!(
+            c.sha256.to_hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(c.sha1.to_hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(c.md5.to_hex(), "900150983cd24fb0d6963f7d28e17f72");
     }
 
     #[test]
@@ -163,5 +277,9 @@ mod tests {
         assert!(Sha256::parse_hex("abc").is_err());
         assert!(Sha256::parse_hex(&"g".repeat(64)).is_err());
         assert!(Sha256::parse_hex(&"é".repeat(32)).is_err());
+        let err = Sha1::parse_hex("xyz").unwrap_err().to_string();
+        assert!(err.contains("sha1") && err.contains("40"), "{err}");
+        let md5 = Md5::parse_hex("900150983cd24fb0d6963f7d28e17f72").unwrap();
+        assert_eq!(format!("{md5:?}"), "md5(900150983cd24fb0d6963f7d28e17f72)");
     }
 }

@@ -9,6 +9,8 @@
 //! The in-memory [`memory::MemoryStore`] is the reference semantics the
 //! backends are tested against, and a ready store for embedding.
 
+pub mod aql;
+pub mod artifact;
 pub mod auth;
 pub mod bundle;
 pub mod digest;
@@ -20,6 +22,7 @@ pub mod rules;
 pub mod site;
 pub mod state;
 pub mod store;
+pub mod time;
 pub mod tracker;
 
 /// Re-exported so backends implement the traits with the same macro version.

@@ -10,6 +10,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use crate::aql::ItemHint;
+use crate::artifact::{Build, Item, ItemKind, ItemPath, RepoKey, Repository, plan_put};
 use crate::auth::{TokenRecord, User};
 use crate::bundle::ReleaseBundleVersion;
 use crate::digest::{Sha256, Sha256Hasher};
@@ -32,6 +34,9 @@ struct Inner {
     last_tracker: TrackerId,
     users: BTreeMap<String, User>,
     tokens: BTreeMap<String, TokenRecord>,
+    repos: BTreeMap<RepoKey, Repository>,
+    items: ItemMap,
+    builds: BTreeMap<(String, String), Build>,
 }
 
 /// A `Store` held in memory.
@@ -462,4 +467,196 @@ pub fn check_digest(actual: Sha256, expected: Option<Sha256>) -> Result<(), Stor
         )),
         _ => Ok(()),
     }
+}
+
+/// Items of the in-memory store, keyed by (repo, path).
+type ItemMap = BTreeMap<(RepoKey, ItemPath), Item>;
+
+fn items_below<'a>(items: &'a ItemMap, repo: &RepoKey, path: &ItemPath) -> Vec<&'a Item> {
+    items
+        .range((repo.clone(), ItemPath::root())..)
+        .take_while(|((r, _), _)| r == repo)
+        .filter(|((_, p), _)| path.contains(p) && !p.is_root())
+        .map(|(_, i)| i)
+        .collect()
+}
+
+/// Whether an item satisfies every constraint of a hint.
+pub fn hint_admits(hint: &ItemHint, item: &Item) -> bool {
+    hint.repo.as_ref().is_none_or(|r| &item.repo == r)
+        && hint
+            .folder
+            .as_deref()
+            .is_none_or(|f| item.path.folder() == f)
+        && hint.name.as_deref().is_none_or(|n| item.path.name() == n)
+        && hint.sha256.is_none_or(|d| item.sha256() == Some(d))
+        && hint
+            .prop
+            .as_ref()
+            .is_none_or(|(k, v)| item.props.get(k).is_some_and(|vs| vs.contains(v)))
+}
+
+#[async_trait]
+impl ItemRepo for MemoryStore {
+    async fn create_repository(&self, repo: Repository) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.repos.contains_key(&repo.key) {
+            return Err(conflict(
+                "create_repository",
+                format!("repository '{}'", repo.key),
+            ));
+        }
+        inner.repos.insert(repo.key.clone(), repo);
+        Ok(())
+    }
+
+    async fn get_repository(&self, key: &RepoKey) -> Result<Option<Repository>, StoreError> {
+        Ok(self.lock().repos.get(key).cloned())
+    }
+
+    async fn list_repositories(&self) -> Result<Vec<Repository>, StoreError> {
+        Ok(self.lock().repos.values().cloned().collect())
+    }
+
+    async fn delete_repository(&self, key: &RepoKey) -> Result<Option<Vec<Item>>, StoreError> {
+        let mut inner = self.lock();
+        if inner.repos.remove(key).is_none() {
+            return Ok(None);
+        }
+        let removed: Vec<Item> = items_below(&inner.items, key, &ItemPath::root())
+            .into_iter()
+            .cloned()
+            .collect();
+        inner.items.retain(|(r, _), _| r != key);
+        Ok(Some(removed))
+    }
+
+    async fn put_file(&self, file: Item) -> Result<Option<Item>, StoreError> {
+        let mut inner = self.lock();
+        put_item(&mut inner, file)
+    }
+
+    async fn create_folder(&self, folder: Item) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        put_item(&mut inner, folder).map(drop)
+    }
+
+    async fn get_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Option<Item>, StoreError> {
+        Ok(self
+            .lock()
+            .items
+            .get(&(repo.clone(), path.clone()))
+            .cloned())
+    }
+
+    async fn list_children(
+        &self,
+        repo: &RepoKey,
+        folder: &ItemPath,
+    ) -> Result<Vec<Item>, StoreError> {
+        let inner = self.lock();
+        Ok(items_below(&inner.items, repo, folder)
+            .into_iter()
+            .filter(|i| i.path.parent().as_ref() == Some(folder))
+            .cloned()
+            .collect())
+    }
+
+    async fn delete_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Vec<Item>, StoreError> {
+        let mut inner = self.lock();
+        let removed: Vec<Item> = items_below(&inner.items, repo, path)
+            .into_iter()
+            .cloned()
+            .collect();
+        for i in &removed {
+            inner.items.remove(&(i.repo.clone(), i.path.clone()));
+        }
+        Ok(removed)
+    }
+
+    async fn update_props(
+        &self,
+        repo: &RepoKey,
+        path: &ItemPath,
+        recursive: bool,
+        update: PropsUpdate,
+    ) -> Result<u64, Error> {
+        let mut inner = self.lock();
+        let Some(item) = inner.items.get(&(repo.clone(), path.clone())) else {
+            return Err(Error::NotFound {
+                what: format!("item {repo}/{path}"),
+            });
+        };
+        let targets: Vec<ItemPath> = if recursive {
+            items_below(&inner.items, repo, path)
+                .into_iter()
+                .map(|i| i.path.clone())
+                .collect()
+        } else {
+            vec![item.path.clone()]
+        };
+        for p in &targets {
+            if let Some(i) = inner.items.get_mut(&(repo.clone(), p.clone())) {
+                update(&mut i.props);
+            }
+        }
+        Ok(targets.len() as u64)
+    }
+
+    async fn find_items(&self, hint: &ItemHint) -> Result<Vec<Item>, StoreError> {
+        Ok(self
+            .lock()
+            .items
+            .values()
+            .filter(|i| hint_admits(hint, i))
+            .cloned()
+            .collect())
+    }
+
+    async fn count_content_refs(&self, sha256: &Sha256) -> Result<u64, StoreError> {
+        Ok(self
+            .lock()
+            .items
+            .values()
+            .filter(|i| i.sha256() == Some(*sha256))
+            .count() as u64)
+    }
+
+    async fn put_build(&self, build: Build) -> Result<(), StoreError> {
+        self.lock()
+            .builds
+            .insert((build.name.clone(), build.number.clone()), build);
+        Ok(())
+    }
+
+    async fn get_build(&self, name: &str, number: &str) -> Result<Option<Build>, StoreError> {
+        Ok(self
+            .lock()
+            .builds
+            .get(&(name.to_string(), number.to_string()))
+            .cloned())
+    }
+}
+
+fn put_item(inner: &mut Inner, item: Item) -> Result<Option<Item>, StoreError> {
+    if !inner.repos.contains_key(&item.repo) {
+        return Err(StoreError::new(
+            StoreErrorKind::NotFound,
+            "put_item",
+            format!("repository '{}'", item.repo),
+        ));
+    }
+    let plan = plan_put(&item, |p| {
+        Ok(inner.items.get(&(item.repo.clone(), p.clone())).cloned())
+    })?;
+    for f in plan.new_folders {
+        inner.items.insert((f.repo.clone(), f.path.clone()), f);
+    }
+    if item.kind == ItemKind::Folder && plan.existing.is_some() {
+        return Ok(None);
+    }
+    inner
+        .items
+        .insert((item.repo.clone(), item.path.clone()), item);
+    Ok(plan.existing)
 }

@@ -62,6 +62,7 @@ pub fn fold(s: &str) -> String {
 pub struct Pattern {
     raw: String,
     matcher: Matcher,
+    fold: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -81,14 +82,32 @@ enum Token {
 }
 
 impl Pattern {
-    /// Compiles `raw`; an empty pattern means `*`.
+    /// Compiles `raw` for case-insensitive matching; an empty pattern means `*`.
     pub fn new(raw: &str) -> Pattern {
+        Pattern::compile(raw, true)
+    }
+
+    /// Compiles `raw` for exact-case matching (AQL's `$match` on paths);
+    /// here the empty pattern matches only the empty string.
+    pub fn case_sensitive(raw: &str) -> Pattern {
+        if raw.is_empty() {
+            return Pattern {
+                raw: String::new(),
+                matcher: Matcher::Exact(Vec::new()),
+                fold: false,
+            };
+        }
+        Pattern::compile(raw, false)
+    }
+
+    fn compile(raw: &str, fold: bool) -> Pattern {
+        let f = |c: char| if fold { fold_char(c) } else { c };
         let mut tokens: Vec<Token> = Vec::with_capacity(raw.len());
         for c in raw.chars() {
             let tok = match c {
                 '*' => Token::Star,
                 '?' => Token::One,
-                c => Token::Lit(fold_char(c)),
+                c => Token::Lit(f(c)),
             };
             // `**` is the same as `*`; collapsing keeps the general matcher linear in common cases.
             if !(tok == Token::Star && tokens.last() == Some(&Token::Star)) {
@@ -119,6 +138,7 @@ impl Pattern {
         Pattern {
             raw: raw.to_string(),
             matcher,
+            fold,
         }
     }
 
@@ -129,12 +149,15 @@ impl Pattern {
 
     /// Whether `text` matches, case-insensitively.
     pub fn matches(&self, text: &str) -> bool {
+        let fold = self.fold;
         match &self.matcher {
             Matcher::Any => true,
-            Matcher::Exact(lit) => eq_folded(text.chars(), lit.iter().copied(), true),
-            Matcher::Prefix(lit) => eq_folded(text.chars(), lit.iter().copied(), false),
-            Matcher::Suffix(lit) => eq_folded(text.chars().rev(), lit.iter().rev().copied(), false),
-            Matcher::General(tokens) => match_general(tokens, text),
+            Matcher::Exact(lit) => eq_folded(text.chars(), lit.iter().copied(), true, fold),
+            Matcher::Prefix(lit) => eq_folded(text.chars(), lit.iter().copied(), false, fold),
+            Matcher::Suffix(lit) => {
+                eq_folded(text.chars().rev(), lit.iter().rev().copied(), false, fold)
+            }
+            Matcher::General(tokens) => match_general(tokens, text, fold),
         }
     }
 }
@@ -146,10 +169,11 @@ fn eq_folded(
     mut text: impl Iterator<Item = char>,
     lit: impl Iterator<Item = char>,
     whole: bool,
+    fold: bool,
 ) -> bool {
     for l in lit {
         match text.next() {
-            Some(c) if fold_char(c) == l => {}
+            Some(c) if (if fold { fold_char(c) } else { c }) == l => {}
             _ => return false,
         }
     }
@@ -158,8 +182,12 @@ fn eq_folded(
 
 /// Glob matching with one backtrack point: the last `*` seen. Linear for a
 /// single `*`, and O(text × pattern) in the worst case, never exponential.
-fn match_general(pat: &[Token], text: &str) -> bool {
-    let text: Vec<char> = text.chars().map(fold_char).collect();
+fn match_general(pat: &[Token], text: &str, fold: bool) -> bool {
+    let text: Vec<char> = if fold {
+        text.chars().map(fold_char).collect()
+    } else {
+        text.chars().collect()
+    };
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
@@ -309,6 +337,18 @@ mod tests {
         // `İ` lower-cases to two characters, so it is kept as is.
         check("İ", "İ", true);
         check("?", "İ", true);
+    }
+
+    #[test]
+    fn case_sensitive_patterns() {
+        let p = Pattern::case_sensitive("org/*/App?.jar");
+        assert!(p.matches("org/acme/App1.jar"));
+        assert!(!p.matches("org/acme/app1.jar"));
+        assert!(Pattern::case_sensitive("").matches(""));
+        assert!(!Pattern::case_sensitive("").matches("x"));
+        assert!(Pattern::case_sensitive("*.JAR").matches("a.JAR"));
+        assert!(!Pattern::case_sensitive("*.JAR").matches("a.jar"));
+        assert!(!Pattern::case_sensitive("Lib*").matches("lib-1"));
     }
 
     #[test]

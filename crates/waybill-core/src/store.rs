@@ -9,7 +9,10 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
+use crate::aql::ItemHint;
+use crate::artifact::{Build, Item, ItemPath, RepoKey, Repository};
 use crate::auth::{TokenRecord, User};
+use crate::bundle::Props;
 use crate::bundle::ReleaseBundleVersion;
 use crate::digest::Sha256;
 use crate::keys::SigningKey;
@@ -221,10 +224,91 @@ pub trait UserRepo: Send + Sync + Debug {
     async fn delete_token(&self, token_id: &str) -> Result<bool, StoreError>;
 }
 
-/// Everything a Waybill server persists, in one object a backend provides.
-pub trait Store: SystemRepo + BundleRepo + SiteRepo + KeyRepo + TrackerRepo + UserRepo {}
+/// A change to an item's properties, applied to each affected item.
+pub type PropsUpdate = Box<dyn Fn(&mut Props) + Send + Sync>;
 
-impl<T> Store for T where T: SystemRepo + BundleRepo + SiteRepo + KeyRepo + TrackerRepo + UserRepo {}
+/// The source repository: repositories, items and builds.
+#[async_trait]
+pub trait ItemRepo: Send + Sync + Debug {
+    /// **Behavior:** an existing key gives `Conflict` and writes nothing.
+    async fn create_repository(&self, repo: Repository) -> Result<(), StoreError>;
+
+    /// **Behavior:** an unknown key gives `Ok(None)`.
+    async fn get_repository(&self, key: &RepoKey) -> Result<Option<Repository>, StoreError>;
+
+    /// **Behavior:** all repositories, ordered by key.
+    async fn list_repositories(&self) -> Result<Vec<Repository>, StoreError>;
+
+    /// **Behavior:** removes the repository and every item in it, returning
+    /// the removed items; `Ok(None)` when the repository did not exist.
+    async fn delete_repository(&self, key: &RepoKey) -> Result<Option<Vec<Item>>, StoreError>;
+
+    /// Stores a file.
+    ///
+    /// **Behavior:**
+    /// - an unknown repository gives `NotFound`;
+    /// - a file at the same path is replaced and returned;
+    /// - missing parent folders are created (with the file's creator and time);
+    /// - a folder at the path, or a file where a parent folder should be,
+    ///   gives `Conflict`; nothing is written then.
+    async fn put_file(&self, file: Item) -> Result<Option<Item>, StoreError>;
+
+    /// **Behavior:** creates a folder and its missing parents; an existing
+    /// folder is left as it is; a file in the way gives `Conflict`.
+    async fn create_folder(&self, folder: Item) -> Result<(), StoreError>;
+
+    /// **Behavior:** an unknown item gives `Ok(None)`.
+    async fn get_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Option<Item>, StoreError>;
+
+    /// **Behavior:** the direct children of a folder (the repository root for
+    /// the root path), ordered by path; empty for files and unknown paths.
+    async fn list_children(
+        &self,
+        repo: &RepoKey,
+        folder: &ItemPath,
+    ) -> Result<Vec<Item>, StoreError>;
+
+    /// **Behavior:** removes the item and everything below it, returning what
+    /// was removed (empty when nothing was there).
+    async fn delete_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Vec<Item>, StoreError>;
+
+    /// Applies `update` to the item's properties, and with `recursive` to
+    /// everything below it, in one transaction.
+    ///
+    /// **Behavior:** an unknown item gives `Error::NotFound`; returns how many
+    /// items were updated; property indexes follow the change.
+    async fn update_props(
+        &self,
+        repo: &RepoKey,
+        path: &ItemPath,
+        recursive: bool,
+        update: PropsUpdate,
+    ) -> Result<u64, Error>;
+
+    /// **Behavior:** returns at least every item that satisfies all the
+    /// hint's constraints (possibly more), from an index where one applies.
+    async fn find_items(&self, hint: &ItemHint) -> Result<Vec<Item>, StoreError>;
+
+    /// **Behavior:** how many files hold content with this digest.
+    async fn count_content_refs(&self, sha256: &Sha256) -> Result<u64, StoreError>;
+
+    /// **Behavior:** inserts or replaces by (name, number).
+    async fn put_build(&self, build: Build) -> Result<(), StoreError>;
+
+    /// **Behavior:** an unknown build gives `Ok(None)`.
+    async fn get_build(&self, name: &str, number: &str) -> Result<Option<Build>, StoreError>;
+}
+
+/// Everything a Waybill server persists, in one object a backend provides.
+pub trait Store:
+    SystemRepo + BundleRepo + SiteRepo + KeyRepo + TrackerRepo + UserRepo + ItemRepo
+{
+}
+
+impl<T> Store for T where
+    T: SystemRepo + BundleRepo + SiteRepo + KeyRepo + TrackerRepo + UserRepo + ItemRepo
+{
+}
 
 /// A blob's address and size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

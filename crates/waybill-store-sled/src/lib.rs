@@ -16,6 +16,10 @@
 //! - `s\0{service_id}` sites, `S\0{name}` the unique-name index
 //! - `k\0{id}` signing keys, `t\0{id}` trackers (id big-endian)
 //! - `u\0{name}` users, `o\0{token_id}` token records
+//! - `r\0{repo}` repositories, `i\0{repo}\0{path}` items, `b\0{name}\0{number}` builds
+//! - item indexes, each holding the item's key: `f\0{repo}\0{folder}\0{name}`
+//!   (children), `N\0{name}\0{repo}\0{path}`, `h\0{sha256}\0{repo}\0{path}`,
+//!   `p\0{key}\0{value}\0{repo}\0{path}` (property values)
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,9 +27,13 @@ use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use waybill_core::aql::ItemHint;
+use waybill_core::artifact::{Build, Item, ItemKind, ItemPath, RepoKey, Repository, plan_put};
 use waybill_core::auth::{TokenRecord, User};
 use waybill_core::bundle::ReleaseBundleVersion;
+use waybill_core::digest::Sha256;
 use waybill_core::keys::SigningKey;
+use waybill_core::memory::hint_admits;
 use waybill_core::memory::paged;
 use waybill_core::name::{BundleName, BundleVersion};
 use waybill_core::site::{EdgeSite, ServiceId};
@@ -695,6 +703,289 @@ impl UserRepo for SledStore {
             w.remove(k);
             Ok(existed)
         })
+        .await
+    }
+}
+
+fn item_key(repo: &str, path: &str) -> Vec<u8> {
+    key(b'i', &[repo.as_bytes(), path.as_bytes()])
+}
+
+/// The index entries that point at `item`.
+fn index_keys(item: &Item) -> Vec<Vec<u8>> {
+    let (repo, path) = (item.repo.as_str().as_bytes(), item.path.as_str().as_bytes());
+    let name = item.path.name().as_bytes();
+    let mut keys = vec![
+        key(b'f', &[repo, item.path.folder().as_bytes(), name]),
+        key(b'N', &[name, repo, path]),
+    ];
+    if let Some(d) = item.sha256() {
+        keys.push(key(b'h', &[d.to_hex().as_bytes(), repo, path]));
+    }
+    for (k, values) in &item.props {
+        for v in values {
+            keys.push(key(b'p', &[k.as_bytes(), v.as_bytes(), repo, path]));
+        }
+    }
+    keys
+}
+
+fn write_item(w: &mut Writes<'_>, item: &Item) -> Result<(), StoreError> {
+    let ik = item_key(item.repo.as_str(), item.path.as_str());
+    if let Some(old) = w.get::<Item>(&ik)? {
+        for k in index_keys(&old) {
+            w.remove(k);
+        }
+    }
+    for k in index_keys(item) {
+        w.put_raw(k, ik.clone());
+    }
+    w.put(ik, item)
+}
+
+fn remove_item(w: &mut Writes<'_>, item: &Item) {
+    for k in index_keys(item) {
+        w.remove(k);
+    }
+    w.remove(item_key(item.repo.as_str(), item.path.as_str()));
+}
+
+/// The item at `path` and everything below it, in path order.
+fn subtree(
+    db: &sled::Db,
+    op: &'static str,
+    repo: &RepoKey,
+    path: &ItemPath,
+) -> Result<Vec<Item>, StoreError> {
+    let mut out = Vec::new();
+    if path.is_root() {
+        for (_, v) in scan(db, op, &prefix_of(b'i', &[repo.as_str().as_bytes()]))? {
+            out.push(decode(op, &v)?);
+        }
+        return Ok(out);
+    }
+    if let Some(v) = db
+        .get(item_key(repo.as_str(), path.as_str()))
+        .map_err(|e| map_err(op, e))?
+    {
+        out.push(decode(op, &v)?);
+    }
+    let below = [item_key(repo.as_str(), path.as_str()), b"/".to_vec()].concat();
+    for (_, v) in scan(db, op, &below)? {
+        out.push(decode(op, &v)?);
+    }
+    Ok(out)
+}
+
+/// Follows index entries (whose values are item keys) to the items.
+fn follow(db: &sled::Db, op: &'static str, prefix: &[u8]) -> Result<Vec<Item>, StoreError> {
+    let mut out = Vec::new();
+    for (_, ik) in scan(db, op, prefix)? {
+        let bytes = db.get(&ik).map_err(|e| map_err(op, e))?.ok_or_else(|| {
+            StoreError::new(
+                StoreErrorKind::Corrupt,
+                op,
+                "index entry names a missing item",
+            )
+        })?;
+        out.push(decode(op, &bytes)?);
+    }
+    Ok(out)
+}
+
+fn put_item(w: &mut Writes<'_>, item: &Item) -> Result<Option<Item>, StoreError> {
+    if w.get_raw(&key(b'r', &[item.repo.as_str().as_bytes()]))?
+        .is_none()
+    {
+        return Err(StoreError::new(
+            StoreErrorKind::NotFound,
+            "put_item",
+            format!("repository '{}'", item.repo),
+        ));
+    }
+    let plan = plan_put(item, |p| w.get(&item_key(item.repo.as_str(), p.as_str())))?;
+    for folder in &plan.new_folders {
+        write_item(w, folder)?;
+    }
+    if item.kind == ItemKind::Folder && plan.existing.is_some() {
+        return Ok(None);
+    }
+    write_item(w, item)?;
+    Ok(plan.existing)
+}
+
+#[async_trait]
+impl ItemRepo for SledStore {
+    async fn create_repository(&self, repo: Repository) -> Result<(), StoreError> {
+        self.write("create_repository", move |w| {
+            let k = key(b'r', &[repo.key.as_str().as_bytes()]);
+            if w.get_raw(&k)?.is_some() {
+                return Err(conflict(
+                    "create_repository",
+                    format!("repository '{}'", repo.key),
+                ));
+            }
+            w.put(k, &repo)
+        })
+        .await
+    }
+
+    async fn get_repository(&self, k: &RepoKey) -> Result<Option<Repository>, StoreError> {
+        self.read_one("get_repository", key(b'r', &[k.as_str().as_bytes()]))
+            .await
+    }
+
+    async fn list_repositories(&self) -> Result<Vec<Repository>, StoreError> {
+        self.read_prefix("list_repositories", b"r\0".to_vec()).await
+    }
+
+    async fn delete_repository(&self, k: &RepoKey) -> Result<Option<Vec<Item>>, StoreError> {
+        let k = k.clone();
+        self.write("delete_repository", move |w| {
+            let rk = key(b'r', &[k.as_str().as_bytes()]);
+            if w.get_raw(&rk)?.is_none() {
+                return Ok(None);
+            }
+            let items = subtree(w.db, w.op, &k, &ItemPath::root())?;
+            for item in &items {
+                remove_item(w, item);
+            }
+            w.remove(rk);
+            Ok(Some(items))
+        })
+        .await
+    }
+
+    async fn put_file(&self, file: Item) -> Result<Option<Item>, StoreError> {
+        self.write("put_file", move |w| put_item(w, &file)).await
+    }
+
+    async fn create_folder(&self, folder: Item) -> Result<(), StoreError> {
+        self.write("create_folder", move |w| put_item(w, &folder).map(drop))
+            .await
+    }
+
+    async fn get_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Option<Item>, StoreError> {
+        self.read_one("get_item", item_key(repo.as_str(), path.as_str()))
+            .await
+    }
+
+    async fn list_children(
+        &self,
+        repo: &RepoKey,
+        folder: &ItemPath,
+    ) -> Result<Vec<Item>, StoreError> {
+        let folder_name = if folder.is_root() {
+            ".".to_string()
+        } else {
+            folder.to_string()
+        };
+        let prefix = prefix_of(b'f', &[repo.as_str().as_bytes(), folder_name.as_bytes()]);
+        self.blocking("list_children", move |inner| {
+            let _guard = inner.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+            follow(&inner.db, "list_children", &prefix)
+        })
+        .await
+    }
+
+    async fn delete_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Vec<Item>, StoreError> {
+        let (repo, path) = (repo.clone(), path.clone());
+        self.write("delete_item", move |w| {
+            let items = subtree(w.db, w.op, &repo, &path)?;
+            for item in &items {
+                remove_item(w, item);
+            }
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn update_props(
+        &self,
+        repo: &RepoKey,
+        path: &ItemPath,
+        recursive: bool,
+        update: PropsUpdate,
+    ) -> Result<u64, Error> {
+        let (repo, path) = (repo.clone(), path.clone());
+        self.write("update_props", move |w| {
+            let Some(item) = w.get::<Item>(&item_key(repo.as_str(), path.as_str()))? else {
+                return Err(Error::NotFound {
+                    what: format!("item {repo}/{path}"),
+                });
+            };
+            let targets = if recursive {
+                subtree(w.db, w.op, &repo, &path)?
+            } else {
+                vec![item]
+            };
+            for mut t in targets.iter().cloned() {
+                update(&mut t.props);
+                write_item(w, &t)?;
+            }
+            Ok(targets.len() as u64)
+        })
+        .await
+    }
+
+    async fn find_items(&self, hint: &ItemHint) -> Result<Vec<Item>, StoreError> {
+        let hint = hint.clone();
+        self.blocking("find_items", move |inner| {
+            const OP: &str = "find_items";
+            let _guard = inner.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let db = &inner.db;
+            // The most selective index first; the exact filter runs afterwards.
+            let candidates = if let Some(d) = hint.sha256 {
+                follow(db, OP, &prefix_of(b'h', &[d.to_hex().as_bytes()]))?
+            } else if let Some(name) = &hint.name {
+                follow(db, OP, &prefix_of(b'N', &[name.as_bytes()]))?
+            } else if let Some((k, v)) = &hint.prop {
+                follow(db, OP, &prefix_of(b'p', &[k.as_bytes(), v.as_bytes()]))?
+            } else if let (Some(repo), Some(folder)) = (&hint.repo, &hint.folder) {
+                follow(
+                    db,
+                    OP,
+                    &prefix_of(b'f', &[repo.as_str().as_bytes(), folder.as_bytes()]),
+                )?
+            } else if let Some(repo) = &hint.repo {
+                subtree(db, OP, repo, &ItemPath::root())?
+            } else {
+                scan(db, OP, b"i\0")?
+                    .into_iter()
+                    .map(|(_, v)| decode(OP, &v))
+                    .collect::<Result<_, _>>()?
+            };
+            Ok(candidates
+                .into_iter()
+                .filter(|i| hint_admits(&hint, i))
+                .collect())
+        })
+        .await
+    }
+
+    async fn count_content_refs(&self, sha256: &Sha256) -> Result<u64, StoreError> {
+        let prefix = prefix_of(b'h', &[sha256.to_hex().as_bytes()]);
+        self.blocking("count_content_refs", move |inner| {
+            Ok(scan(&inner.db, "count_content_refs", &prefix)?.len() as u64)
+        })
+        .await
+    }
+
+    async fn put_build(&self, build: Build) -> Result<(), StoreError> {
+        self.write("put_build", move |w| {
+            w.put(
+                key(b'b', &[build.name.as_bytes(), build.number.as_bytes()]),
+                &build,
+            )
+        })
+        .await
+    }
+
+    async fn get_build(&self, name: &str, number: &str) -> Result<Option<Build>, StoreError> {
+        self.read_one(
+            "get_build",
+            key(b'b', &[name.as_bytes(), number.as_bytes()]),
+        )
         .await
     }
 }

@@ -12,8 +12,11 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use waybill_core::aql::ItemHint;
+use waybill_core::artifact::{Build, Item, ItemKind, ItemPath, RepoKey, Repository, plan_put};
 use waybill_core::auth::{TokenRecord, User};
 use waybill_core::bundle::ReleaseBundleVersion;
+use waybill_core::digest::Sha256;
 use waybill_core::keys::SigningKey;
 use waybill_core::name::{BundleName, BundleVersion};
 use waybill_core::site::{EdgeSite, ServiceId};
@@ -23,7 +26,8 @@ use waybill_core::{Error, StoreError, StoreErrorKind, async_trait};
 
 /// Schema migrations, applied in order; entry `i` takes the schema from
 /// version `i` to `i + 1`. Never edit a released entry: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE bundle_versions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,7 +60,37 @@ CREATE TABLE tokens (
     issued_at INTEGER NOT NULL,
     body TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE repositories (key TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE items (
+    id INTEGER PRIMARY KEY,
+    repo TEXT NOT NULL,
+    path TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT,
+    body TEXT NOT NULL,
+    UNIQUE (repo, path)
+);
+CREATE INDEX items_by_folder ON items (repo, folder, name);
+CREATE INDEX items_by_name ON items (name);
+CREATE INDEX items_by_sha256 ON items (sha256);
+CREATE TABLE item_props (
+    item_id INTEGER NOT NULL REFERENCES items (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE INDEX item_props_by_value ON item_props (key, value);
+CREATE INDEX item_props_by_item ON item_props (item_id);
+CREATE TABLE builds (
+    name TEXT NOT NULL,
+    number TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (name, number)
+);
+"#,
+];
 
 /// A `Store` in one SQLite file.
 #[derive(Debug, Clone)]
@@ -811,6 +845,328 @@ impl UserRepo for SqliteStore {
                 "DELETE FROM tokens WHERE token_id = ?1",
                 [id],
             )? > 0)
+        })
+        .await
+    }
+}
+
+/// Upper bound of the paths strictly below `path`: `a/` ≤ p < `a0` (`0` follows `/`).
+fn subtree_bounds(path: &ItemPath) -> (String, String) {
+    if path.is_root() {
+        return (String::new(), "\u{10FFFF}".into());
+    }
+    (format!("{path}/"), format!("{path}0"))
+}
+
+fn load_item(
+    tx: &Transaction<'_>,
+    op: &'static str,
+    repo: &str,
+    path: &str,
+) -> Result<Option<Item>, StoreError> {
+    query_one(
+        tx,
+        op,
+        "SELECT body FROM items WHERE repo = ?1 AND path = ?2",
+        [repo, path],
+    )
+}
+
+/// Writes an item row and its property index rows.
+fn write_item(tx: &Transaction<'_>, op: &'static str, item: &Item) -> Result<(), StoreError> {
+    execute(
+        tx,
+        op,
+        "INSERT INTO items (repo, path, folder, name, sha256, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (repo, path) DO UPDATE SET sha256 = excluded.sha256, body = excluded.body",
+        params![
+            item.repo.as_str(),
+            item.path.as_str(),
+            item.path.folder(),
+            item.path.name(),
+            item.sha256().map(|d| d.to_hex()),
+            encode(op, item)?
+        ],
+    )?;
+    let id: i64 = tx
+        .query_row(
+            "SELECT id FROM items WHERE repo = ?1 AND path = ?2",
+            [item.repo.as_str(), item.path.as_str()],
+            |r| r.get(0),
+        )
+        .map_err(|e| map_err(op, e))?;
+    execute(tx, op, "DELETE FROM item_props WHERE item_id = ?1", [id])?;
+    let mut stmt = tx
+        .prepare_cached("INSERT INTO item_props (item_id, key, value) VALUES (?1, ?2, ?3)")
+        .map_err(|e| map_err(op, e))?;
+    for (k, values) in &item.props {
+        for v in values {
+            stmt.execute(params![id, k, v])
+                .map_err(|e| map_err(op, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn subtree(
+    tx: &Transaction<'_>,
+    op: &'static str,
+    repo: &RepoKey,
+    path: &ItemPath,
+) -> Result<Vec<Item>, StoreError> {
+    let (lo, hi) = subtree_bounds(path);
+    query_all(
+        tx,
+        op,
+        "SELECT body FROM items WHERE repo = ?1 AND (path = ?2 OR (path >= ?3 AND path < ?4)) ORDER BY path",
+        params![repo.as_str(), path.as_str(), lo, hi],
+    )
+}
+
+fn put_item(tx: &Transaction<'_>, item: &Item) -> Result<Option<Item>, StoreError> {
+    const OP: &str = "put_item";
+    let known: Option<String> = tx
+        .query_row(
+            "SELECT key FROM repositories WHERE key = ?1",
+            [item.repo.as_str()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| map_err(OP, e))?;
+    if known.is_none() {
+        return Err(StoreError::new(
+            StoreErrorKind::NotFound,
+            OP,
+            format!("repository '{}'", item.repo),
+        ));
+    }
+    let plan = plan_put(item, |p| load_item(tx, OP, item.repo.as_str(), p.as_str()))?;
+    for folder in &plan.new_folders {
+        write_item(tx, OP, folder)?;
+    }
+    if item.kind == ItemKind::Folder && plan.existing.is_some() {
+        return Ok(None);
+    }
+    write_item(tx, OP, item)?;
+    Ok(plan.existing)
+}
+
+#[async_trait]
+impl ItemRepo for SqliteStore {
+    async fn create_repository(&self, repo: Repository) -> Result<(), StoreError> {
+        let body = encode("create_repository", &repo)?;
+        self.tx("create_repository", move |tx| {
+            let n = execute(
+                tx,
+                "create_repository",
+                "INSERT INTO repositories (key, body) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![repo.key.as_str(), body],
+            )?;
+            if n == 0 {
+                return Err(StoreError::new(
+                    StoreErrorKind::Conflict,
+                    "create_repository",
+                    format!("repository '{}'", repo.key),
+                ));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_repository(&self, key: &RepoKey) -> Result<Option<Repository>, StoreError> {
+        let key = key.to_string();
+        self.tx("get_repository", move |tx| {
+            query_one(
+                tx,
+                "get_repository",
+                "SELECT body FROM repositories WHERE key = ?1",
+                [key],
+            )
+        })
+        .await
+    }
+
+    async fn list_repositories(&self) -> Result<Vec<Repository>, StoreError> {
+        self.tx("list_repositories", |tx| {
+            query_all(
+                tx,
+                "list_repositories",
+                "SELECT body FROM repositories ORDER BY key",
+                [],
+            )
+        })
+        .await
+    }
+
+    async fn delete_repository(&self, key: &RepoKey) -> Result<Option<Vec<Item>>, StoreError> {
+        let key = key.clone();
+        self.tx("delete_repository", move |tx| {
+            const OP: &str = "delete_repository";
+            let items = subtree(tx, OP, &key, &ItemPath::root())?;
+            execute(tx, OP, "DELETE FROM items WHERE repo = ?1", [key.as_str()])?;
+            let n = execute(
+                tx,
+                OP,
+                "DELETE FROM repositories WHERE key = ?1",
+                [key.as_str()],
+            )?;
+            Ok((n > 0).then_some(items))
+        })
+        .await
+    }
+
+    async fn put_file(&self, file: Item) -> Result<Option<Item>, StoreError> {
+        self.tx("put_file", move |tx| put_item(tx, &file)).await
+    }
+
+    async fn create_folder(&self, folder: Item) -> Result<(), StoreError> {
+        self.tx("create_folder", move |tx| put_item(tx, &folder).map(drop))
+            .await
+    }
+
+    async fn get_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Option<Item>, StoreError> {
+        let (repo, path) = (repo.to_string(), path.to_string());
+        self.tx("get_item", move |tx| {
+            load_item(tx, "get_item", &repo, &path)
+        })
+        .await
+    }
+
+    async fn list_children(
+        &self,
+        repo: &RepoKey,
+        folder: &ItemPath,
+    ) -> Result<Vec<Item>, StoreError> {
+        let repo = repo.to_string();
+        let folder = if folder.is_root() {
+            ".".to_string()
+        } else {
+            folder.to_string()
+        };
+        self.tx("list_children", move |tx| {
+            query_all(
+                tx,
+                "list_children",
+                "SELECT body FROM items WHERE repo = ?1 AND folder = ?2 ORDER BY path",
+                [repo, folder],
+            )
+        })
+        .await
+    }
+
+    async fn delete_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Vec<Item>, StoreError> {
+        let (repo, path) = (repo.clone(), path.clone());
+        self.tx("delete_item", move |tx| {
+            const OP: &str = "delete_item";
+            let items = subtree(tx, OP, &repo, &path)?;
+            let (lo, hi) = subtree_bounds(&path);
+            execute(
+                tx,
+                OP,
+                "DELETE FROM items WHERE repo = ?1 AND (path = ?2 OR (path >= ?3 AND path < ?4))",
+                params![repo.as_str(), path.as_str(), lo, hi],
+            )?;
+            Ok(items)
+        })
+        .await
+    }
+
+    async fn update_props(
+        &self,
+        repo: &RepoKey,
+        path: &ItemPath,
+        recursive: bool,
+        update: PropsUpdate,
+    ) -> Result<u64, Error> {
+        let (repo, path) = (repo.clone(), path.clone());
+        self.tx("update_props", move |tx| {
+            const OP: &str = "update_props";
+            if load_item(tx, OP, repo.as_str(), path.as_str())?.is_none() {
+                return Err(Error::NotFound {
+                    what: format!("item {repo}/{path}"),
+                });
+            }
+            let targets = if recursive {
+                subtree(tx, OP, &repo, &path)?
+            } else {
+                load_item(tx, OP, repo.as_str(), path.as_str())?
+                    .into_iter()
+                    .collect()
+            };
+            for mut item in targets.iter().cloned() {
+                update(&mut item.props);
+                write_item(tx, OP, &item)?;
+            }
+            Ok(targets.len() as u64)
+        })
+        .await
+    }
+
+    async fn find_items(&self, hint: &ItemHint) -> Result<Vec<Item>, StoreError> {
+        let hint = hint.clone();
+        self.tx("find_items", move |tx| {
+            const OP: &str = "find_items";
+            // Every hint constraint narrows through an index; NULL means "no constraint".
+            query_all(
+                tx,
+                OP,
+                "SELECT i.body FROM items i
+                 WHERE (?1 IS NULL OR i.repo = ?1)
+                   AND (?2 IS NULL OR i.folder = ?2)
+                   AND (?3 IS NULL OR i.name = ?3)
+                   AND (?4 IS NULL OR i.sha256 = ?4)
+                   AND (?5 IS NULL OR i.id IN (SELECT item_id FROM item_props WHERE key = ?5 AND value = ?6))
+                 ORDER BY i.repo, i.path",
+                params![
+                    hint.repo.as_ref().map(|r| r.to_string()),
+                    hint.folder,
+                    hint.name,
+                    hint.sha256.map(|d| d.to_hex()),
+                    hint.prop.as_ref().map(|(k, _)| k.clone()),
+                    hint.prop.as_ref().map(|(_, v)| v.clone()),
+                ],
+            )
+        })
+        .await
+    }
+
+    async fn count_content_refs(&self, sha256: &Sha256) -> Result<u64, StoreError> {
+        let hex = sha256.to_hex();
+        self.tx("count_content_refs", move |tx| {
+            tx.query_row("SELECT count(*) FROM items WHERE sha256 = ?1", [hex], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| map_err("count_content_refs", e))
+        })
+        .await
+    }
+
+    async fn put_build(&self, build: Build) -> Result<(), StoreError> {
+        let body = encode("put_build", &build)?;
+        self.tx("put_build", move |tx| {
+            execute(
+                tx,
+                "put_build",
+                "INSERT INTO builds (name, number, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name, number) DO UPDATE SET body = excluded.body",
+                params![build.name, build.number, body],
+            )
+            .map(drop)
+        })
+        .await
+    }
+
+    async fn get_build(&self, name: &str, number: &str) -> Result<Option<Build>, StoreError> {
+        let (name, number) = (name.to_string(), number.to_string());
+        self.tx("get_build", move |tx| {
+            query_one(
+                tx,
+                "get_build",
+                "SELECT body FROM builds WHERE name = ?1 AND number = ?2",
+                [name, number],
+            )
         })
         .await
     }

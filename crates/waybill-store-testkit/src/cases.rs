@@ -644,3 +644,369 @@ pub async fn everything_survives_reopen(open: &Opener) {
     );
     assert!(s.create_tracker(tracker("app", "1")).await.unwrap().id > t.id);
 }
+
+fn paths(items: &[waybill_core::artifact::Item]) -> Vec<String> {
+    items.iter().map(|i| i.repo_path()).collect()
+}
+
+/// Repositories: create conflicts on an existing key, list by key, delete returns the items.
+pub async fn repositories_create_list_delete(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_repository(repository("zeta")).await.unwrap();
+    s.create_repository(repository("alpha")).await.unwrap();
+    let mut dup = repository("alpha");
+    dup.package_type = "maven".into();
+    assert_kind(s.create_repository(dup).await, StoreErrorKind::Conflict);
+    assert_eq!(
+        s.get_repository(&rkey("alpha")).await.unwrap(),
+        Some(repository("alpha"))
+    );
+    let keys: Vec<String> = s
+        .list_repositories()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key.to_string())
+        .collect();
+    assert_eq!(keys, ["alpha", "zeta"]);
+    s.put_file(file("alpha", "a/b.txt", "x", ("k", "v")))
+        .await
+        .unwrap();
+    s.put_file(file("zeta", "keep.txt", "y", ("k", "v")))
+        .await
+        .unwrap();
+    let removed = s.delete_repository(&rkey("alpha")).await.unwrap().unwrap();
+    assert_eq!(paths(&removed), ["alpha/a", "alpha/a/b.txt"]);
+    assert_eq!(s.delete_repository(&rkey("alpha")).await.unwrap(), None);
+    assert_eq!(
+        s.get_item(&rkey("alpha"), &ipath("a/b.txt")).await.unwrap(),
+        None
+    );
+    assert!(
+        s.get_item(&rkey("zeta"), &ipath("keep.txt"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+/// Parents appear as folders; a second put replaces and returns the old file.
+pub async fn put_file_creates_parents_and_replaces(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_repository(repository("libs")).await.unwrap();
+    let first = file("libs", "org/acme/app.jar", "v1", ("q", "a"));
+    assert_eq!(s.put_file(first.clone()).await.unwrap(), None);
+    for folder in ["org", "org/acme"] {
+        let f = s
+            .get_item(&rkey("libs"), &ipath(folder))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.kind, waybill_core::artifact::ItemKind::Folder, "{folder}");
+        assert_eq!(f.created_by, "alice");
+    }
+    let second = file("libs", "org/acme/app.jar", "v2", ("q", "b"));
+    assert_eq!(s.put_file(second.clone()).await.unwrap(), Some(first));
+    assert_eq!(
+        s.get_item(&rkey("libs"), &ipath("org/acme/app.jar"))
+            .await
+            .unwrap(),
+        Some(second)
+    );
+    // A folder that exists already is left alone.
+    let mut folder = waybill_core::artifact::Item::folder(rkey("libs"), ipath("org"), 999, "bob");
+    folder.props.insert("x".into(), vec!["y".into()]);
+    s.create_folder(folder).await.unwrap();
+    let org = s
+        .get_item(&rkey("libs"), &ipath("org"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((org.created_by.as_str(), org.props.len()), ("alice", 0));
+}
+
+/// Items cannot go into a repository that does not exist.
+pub async fn put_file_into_unknown_repository_is_not_found(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    assert_kind(
+        s.put_file(file("nope", "a.txt", "x", ("k", "v"))).await,
+        StoreErrorKind::NotFound,
+    );
+    assert_eq!(
+        s.get_item(&rkey("nope"), &ipath("a.txt")).await.unwrap(),
+        None
+    );
+}
+
+/// A file over a folder, or under a file, is `Conflict` and writes nothing.
+pub async fn put_file_conflicts_write_nothing(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_repository(repository("libs")).await.unwrap();
+    s.put_file(file("libs", "a/b", "file", ("k", "v")))
+        .await
+        .unwrap();
+    assert_kind(
+        s.put_file(file("libs", "a", "x", ("k", "v"))).await,
+        StoreErrorKind::Conflict,
+    );
+    assert_kind(
+        s.put_file(file("libs", "a/b/c/d.txt", "x", ("k", "v")))
+            .await,
+        StoreErrorKind::Conflict,
+    );
+    assert_eq!(
+        s.get_item(&rkey("libs"), &ipath("a/b/c")).await.unwrap(),
+        None,
+        "no folder was left behind"
+    );
+    assert_kind(
+        s.create_folder(waybill_core::artifact::Item::folder(
+            rkey("libs"),
+            ipath("a/b"),
+            1,
+            "x",
+        ))
+        .await,
+        StoreErrorKind::Conflict,
+    );
+    let all = s.find_items(&Default::default()).await.unwrap();
+    assert_eq!(paths(&all), ["libs/a", "libs/a/b"]);
+}
+
+/// Children are direct only, in path order; `a` does not list `ab`'s items.
+pub async fn children_are_direct_and_ordered(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_repository(repository("r")).await.unwrap();
+    for p in ["a/z.txt", "a/b/deep.txt", "a/c.txt", "ab/x.txt", "top.txt"] {
+        s.put_file(file("r", p, p, ("k", "v"))).await.unwrap();
+    }
+    let kids = s.list_children(&rkey("r"), &ipath("a")).await.unwrap();
+    assert_eq!(paths(&kids), ["r/a/b", "r/a/c.txt", "r/a/z.txt"]);
+    let root = s.list_children(&rkey("r"), &ipath("")).await.unwrap();
+    assert_eq!(paths(&root), ["r/a", "r/ab", "r/top.txt"]);
+    assert!(
+        s.list_children(&rkey("r"), &ipath("top.txt"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.list_children(&rkey("r"), &ipath("missing"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Deleting `a` removes `a` and below, never a sibling such as `ab`.
+pub async fn delete_item_removes_exactly_its_subtree(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_repository(repository("r")).await.unwrap();
+    for p in ["a/b/c.txt", "a/d.txt", "ab/x.txt", "a0.txt"] {
+        s.put_file(file("r", p, p, ("k", "v"))).await.unwrap();
+    }
+    let removed = s.delete_item(&rkey("r"), &ipath("a")).await.unwrap();
+    assert_eq!(
+        paths(&removed),
+        ["r/a", "r/a/b", "r/a/b/c.txt", "r/a/d.txt"]
+    );
+    let left = s.find_items(&Default::default()).await.unwrap();
+    assert_eq!(paths(&left), ["r/a0.txt", "r/ab", "r/ab/x.txt"]);
+    assert!(
+        s.delete_item(&rkey("r"), &ipath("a"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The emptied indexes answer nothing for the removed items.
+    let by_name = s
+        .find_items(&waybill_core::aql::ItemHint {
+            name: Some("c.txt".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(by_name.is_empty());
+}
+
+/// Property updates apply recursively in one step, and the property index follows.
+pub async fn property_updates_move_the_index(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_repository(repository("r")).await.unwrap();
+    s.put_file(file("r", "a/1.txt", "1", ("stage", "dev")))
+        .await
+        .unwrap();
+    s.put_file(file("r", "a/2.txt", "2", ("stage", "dev")))
+        .await
+        .unwrap();
+    s.put_file(file("r", "b.txt", "3", ("stage", "dev")))
+        .await
+        .unwrap();
+    let n = s
+        .update_props(
+            &rkey("r"),
+            &ipath("a"),
+            true,
+            Box::new(|p| {
+                p.insert("stage".into(), vec!["qa".into(), "prod".into()]);
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 3, "the folder and its two files");
+    let hint = |v: &str| waybill_core::aql::ItemHint {
+        prop: Some(("stage".into(), v.into())),
+        ..Default::default()
+    };
+    assert_eq!(
+        paths(&s.find_items(&hint("dev")).await.unwrap()),
+        ["r/b.txt"]
+    );
+    assert_eq!(
+        paths(&s.find_items(&hint("prod")).await.unwrap()),
+        ["r/a", "r/a/1.txt", "r/a/2.txt"]
+    );
+    let one = s
+        .update_props(
+            &rkey("r"),
+            &ipath("b.txt"),
+            false,
+            Box::new(|p| {
+                p.remove("stage");
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(one, 1);
+    assert!(s.find_items(&hint("dev")).await.unwrap().is_empty());
+    let err = s
+        .update_props(&rkey("r"), &ipath("nope"), false, Box::new(|_| {}))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+}
+
+/// Every hint returns at least the items that satisfy it.
+pub async fn find_items_honours_every_hint(open: &Opener) {
+    use waybill_core::aql::ItemHint;
+    let dir = tempdir();
+    let s = open(dir.path());
+    for r in ["r1", "r2"] {
+        s.create_repository(repository(r)).await.unwrap();
+    }
+    s.put_file(file("r1", "x/app.jar", "A", ("q", "ga")))
+        .await
+        .unwrap();
+    s.put_file(file("r2", "x/app.jar", "A", ("q", "rc")))
+        .await
+        .unwrap();
+    s.put_file(file("r2", "y/lib.jar", "B", ("q", "ga")))
+        .await
+        .unwrap();
+    let sha_a = waybill_core::digest::Ingest::of(b"A").sha256;
+    let cases: Vec<(ItemHint, Vec<&str>)> = vec![
+        (
+            ItemHint {
+                repo: Some(rkey("r2")),
+                ..Default::default()
+            },
+            vec!["r2/x", "r2/x/app.jar", "r2/y", "r2/y/lib.jar"],
+        ),
+        (
+            ItemHint {
+                repo: Some(rkey("r2")),
+                folder: Some("x".into()),
+                ..Default::default()
+            },
+            vec!["r2/x/app.jar"],
+        ),
+        (
+            ItemHint {
+                folder: Some(".".into()),
+                ..Default::default()
+            },
+            vec!["r1/x", "r2/x", "r2/y"],
+        ),
+        (
+            ItemHint {
+                name: Some("app.jar".into()),
+                ..Default::default()
+            },
+            vec!["r1/x/app.jar", "r2/x/app.jar"],
+        ),
+        (
+            ItemHint {
+                sha256: Some(sha_a),
+                repo: Some(rkey("r1")),
+                ..Default::default()
+            },
+            vec!["r1/x/app.jar"],
+        ),
+        (
+            ItemHint {
+                prop: Some(("q".into(), "ga".into())),
+                ..Default::default()
+            },
+            vec!["r1/x/app.jar", "r2/y/lib.jar"],
+        ),
+        (
+            ItemHint {
+                name: Some("app.jar".into()),
+                prop: Some(("q".into(), "rc".into())),
+                ..Default::default()
+            },
+            vec!["r2/x/app.jar"],
+        ),
+    ];
+    for (hint, expected) in cases {
+        let mut got = paths(&s.find_items(&hint).await.unwrap());
+        got.sort();
+        assert_eq!(got, expected, "{hint:?}");
+    }
+}
+
+/// Content reference counts follow replacement and deletion.
+pub async fn content_refs_follow_replacements_and_deletes(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_repository(repository("r")).await.unwrap();
+    let sha = |c: &str| waybill_core::digest::Ingest::of(c.as_bytes()).sha256;
+    s.put_file(file("r", "a.txt", "same", ("k", "v")))
+        .await
+        .unwrap();
+    s.put_file(file("r", "b.txt", "same", ("k", "v")))
+        .await
+        .unwrap();
+    assert_eq!(s.count_content_refs(&sha("same")).await.unwrap(), 2);
+    s.put_file(file("r", "a.txt", "other", ("k", "v")))
+        .await
+        .unwrap();
+    assert_eq!(s.count_content_refs(&sha("same")).await.unwrap(), 1);
+    assert_eq!(s.count_content_refs(&sha("other")).await.unwrap(), 1);
+    s.delete_item(&rkey("r"), &ipath("b.txt")).await.unwrap();
+    assert_eq!(s.count_content_refs(&sha("same")).await.unwrap(), 0);
+}
+
+/// Builds round-trip and are replaced by (name, number).
+pub async fn builds_round_trip(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    assert_eq!(s.get_build("app", "1").await.unwrap(), None);
+    s.put_build(build("app", "1")).await.unwrap();
+    let mut again = build("app", "1");
+    again.started = "later".into();
+    s.put_build(again.clone()).await.unwrap();
+    s.put_build(build("app", "2")).await.unwrap();
+    assert_eq!(s.get_build("app", "1").await.unwrap(), Some(again));
+    assert_eq!(
+        s.get_build("app", "2").await.unwrap(),
+        Some(build("app", "2"))
+    );
+}

@@ -1,7 +1,11 @@
 //! Builders for test records.
 
+use waybill_core::artifact::{
+    Build, BuildFile, BuildModule, Item, ItemKind, ItemPath, RepoKey, Repository,
+};
 use waybill_core::auth::{PasswordHash, TokenRecord, User};
 use waybill_core::bundle::*;
+use waybill_core::digest::Ingest;
 use waybill_core::digest::Sha256;
 use waybill_core::keys::SigningKey;
 use waybill_core::name::{BundleName, BundleVersion};
@@ -133,5 +137,65 @@ pub fn token(id: &str, issued_at: Millis) -> TokenRecord {
         expiry: Some(issued_at + 3_600_000),
         refresh_hash: Some(Sha256::of(id.as_bytes())),
         revoked: false,
+    }
+}
+
+/// A repository record.
+pub fn repository(key: &str) -> Repository {
+    Repository {
+        key: RepoKey::parse(key).expect("valid key"),
+        package_type: "generic".into(),
+        description: String::new(),
+        created: 1,
+        read_only: false,
+    }
+}
+
+/// A repository key.
+pub fn rkey(key: &str) -> RepoKey {
+    RepoKey::parse(key).expect("valid key")
+}
+
+/// A normalised path.
+pub fn ipath(path: &str) -> ItemPath {
+    ItemPath::parse(path).expect("valid path")
+}
+
+/// A file whose content is `content`, with one property.
+pub fn file(repo: &str, path: &str, content: &str, prop: (&str, &str)) -> Item {
+    Item {
+        repo: rkey(repo),
+        path: ipath(path),
+        kind: ItemKind::File,
+        size: content.len() as u64,
+        checksums: Some(Ingest::of(content.as_bytes())),
+        created: 100,
+        modified: 100,
+        created_by: "alice".into(),
+        modified_by: "alice".into(),
+        props: [(prop.0.to_string(), vec![prop.1.to_string()])].into(),
+    }
+}
+
+/// A build record with one artifact.
+pub fn build(name: &str, number: &str) -> Build {
+    Build {
+        name: name.into(),
+        number: number.into(),
+        started: "2024-05-01T10:00:00.000+0000".into(),
+        modules: vec![BuildModule {
+            id: "org:app:1.0".into(),
+            artifacts: vec![BuildFile {
+                name: "app.jar".into(),
+                file_type: "jar".into(),
+                sha256: Some(Ingest::of(b"app").sha256),
+                sha1: Some(Ingest::of(b"app").sha1),
+                md5: None,
+                path: Some("libs/org/app.jar".into()),
+            }],
+            dependencies: vec![],
+        }],
+        created: 3,
+        created_by: "ci".into(),
     }
 }

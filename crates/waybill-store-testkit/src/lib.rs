@@ -72,6 +72,16 @@ macro_rules! store_suite {
             users_create_put_list_delete,
             tokens_round_trip_in_order,
             everything_survives_reopen,
+            repositories_create_list_delete,
+            put_file_creates_parents_and_replaces,
+            put_file_into_unknown_repository_is_not_found,
+            put_file_conflicts_write_nothing,
+            children_are_direct_and_ordered,
+            delete_item_removes_exactly_its_subtree,
+            property_updates_move_the_index,
+            find_items_honours_every_hint,
+            content_refs_follow_replacements_and_deletes,
+            builds_round_trip,
         );
         #[test]
         fn model_matches_memory_reference() {

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use waybill_core::Error;
+use waybill_core::aql::ItemHint;
+use waybill_core::artifact::Item;
+use waybill_core::digest::Ingest;
 use waybill_core::memory::MemoryStore;
 use waybill_core::state::{After, VersionEvent};
 use waybill_core::store::{Page, Store};
@@ -19,6 +22,9 @@ use crate::{Opener, tempdir};
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
 const VERSIONS: [&str; 3] = ["1", "2", "10"];
+const REPOS: [&str; 2] = ["r1", "r2"];
+const PATHS: [&str; 6] = ["a", "a/b", "a/b/c.txt", "a/d.bin", "ab/x", "top"];
+const CONTENTS: [&str; 3] = ["one", "two", "three"];
 
 /// One operation on a store.
 #[derive(Clone, Debug)]
@@ -61,6 +67,26 @@ pub enum Op {
     DeleteUser(usize),
     /// First-wins setting.
     SettingOrInsert(u8, u8),
+    /// Create a repository.
+    CreateRepo(usize),
+    /// Delete a repository.
+    DeleteRepo(usize),
+    /// Put a file (repo, path, content, property value).
+    PutFile(usize, usize, usize, u8),
+    /// Get an item.
+    GetItem(usize, usize),
+    /// Delete an item and its subtree.
+    DeleteItem(usize, usize),
+    /// List children (None = root).
+    Children(usize, Option<usize>),
+    /// Set a property, maybe recursively.
+    SetProp(usize, usize, bool, u8),
+    /// Find by property value.
+    FindByProp(u8),
+    /// Find by name.
+    FindByName(usize),
+    /// Count references to content.
+    CountRefs(usize),
     /// Close and re-open the backend.
     Reopen,
 }
@@ -88,6 +114,16 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => n().prop_map(Op::CreateUser),
         1 => n().prop_map(Op::DeleteUser),
         1 => (0..2u8, any::<u8>()).prop_map(|(k, v)| Op::SettingOrInsert(k, v)),
+        2 => (0..REPOS.len()).prop_map(Op::CreateRepo),
+        1 => (0..REPOS.len()).prop_map(Op::DeleteRepo),
+        4 => (0..REPOS.len(), 0..PATHS.len(), 0..CONTENTS.len(), 0..3u8).prop_map(|(r, p, c, v)| Op::PutFile(r, p, c, v)),
+        1 => (0..REPOS.len(), 0..PATHS.len()).prop_map(|(r, p)| Op::GetItem(r, p)),
+        1 => (0..REPOS.len(), 0..PATHS.len()).prop_map(|(r, p)| Op::DeleteItem(r, p)),
+        1 => (0..REPOS.len(), proptest::option::of(0..PATHS.len())).prop_map(|(r, p)| Op::Children(r, p)),
+        1 => (0..REPOS.len(), 0..PATHS.len(), any::<bool>(), 0..3u8).prop_map(|(r, p, rec, v)| Op::SetProp(r, p, rec, v)),
+        1 => (0..3u8).prop_map(Op::FindByProp),
+        1 => (0..PATHS.len()).prop_map(Op::FindByName),
+        1 => (0..CONTENTS.len()).prop_map(Op::CountRefs),
         1 => Just(Op::Reopen),
     ]
 }
@@ -98,6 +134,12 @@ fn domain_outcome(e: &Error) -> String {
         Error::Invalid { field, .. } => format!("invalid {field}"),
         other => format!("{other}"),
     }
+}
+
+/// Candidate sets may come in any order; compare them sorted.
+fn sorted(mut items: Vec<Item>) -> Vec<Item> {
+    items.sort_by(|a, b| (&a.repo, &a.path).cmp(&(&b.repo, &b.path)));
+    items
 }
 
 /// Applies `op` and renders the answer, so two stores can be compared.
@@ -187,6 +229,58 @@ async fn apply(s: &dyn Store, op: &Op, step: u64) -> String {
                     .await
             )
         }
+        Op::CreateRepo(r) => show!(s.create_repository(repository(REPOS[*r])).await),
+        Op::DeleteRepo(r) => show!(s.delete_repository(&rkey(REPOS[*r])).await),
+        Op::PutFile(r, p, c, v) => {
+            show!(
+                s.put_file(file(
+                    REPOS[*r],
+                    PATHS[*p],
+                    CONTENTS[*c],
+                    ("q", &format!("v{v}"))
+                ))
+                .await
+            )
+        }
+        Op::GetItem(r, p) => show!(s.get_item(&rkey(REPOS[*r]), &ipath(PATHS[*p])).await),
+        Op::DeleteItem(r, p) => show!(s.delete_item(&rkey(REPOS[*r]), &ipath(PATHS[*p])).await),
+        Op::Children(r, p) => {
+            let folder = p.map(|p| ipath(PATHS[p])).unwrap_or_default();
+            show!(s.list_children(&rkey(REPOS[*r]), &folder).await)
+        }
+        Op::SetProp(r, p, recursive, v) => {
+            let v = format!("v{v}");
+            let res = s
+                .update_props(
+                    &rkey(REPOS[*r]),
+                    &ipath(PATHS[*p]),
+                    *recursive,
+                    Box::new(move |props| {
+                        props.insert("q".into(), vec![v.clone()]);
+                    }),
+                )
+                .await;
+            res.map(|x| format!("{x:?}"))
+                .unwrap_or_else(|e| domain_outcome(&e))
+        }
+        Op::FindByProp(v) => {
+            let hint = ItemHint {
+                prop: Some(("q".into(), format!("v{v}"))),
+                ..Default::default()
+            };
+            show!(s.find_items(&hint).await.map(sorted))
+        }
+        Op::FindByName(p) => {
+            let hint = ItemHint {
+                name: Some(ipath(PATHS[*p]).name().to_string()),
+                ..Default::default()
+            };
+            show!(s.find_items(&hint).await.map(sorted))
+        }
+        Op::CountRefs(c) => show!(
+            s.count_content_refs(&Ingest::of(CONTENTS[*c].as_bytes()).sha256)
+                .await
+        ),
         Op::Reopen => "reopened".into(),
     }
 }
