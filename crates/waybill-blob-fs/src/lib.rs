@@ -12,9 +12,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use waybill_core::digest::{Sha256, Sha256Hasher};
-use waybill_core::memory::check_digest;
-use waybill_core::store::{BlobInfo, BlobStore, BlobWriter};
+use waybill_core::digest::{Ingest, Sha256};
+use waybill_core::store::{BlobInfo, BlobStore, BlobWriter, Expected};
 use waybill_core::{StoreError, StoreErrorKind, async_trait};
 
 /// A `BlobStore` in a directory.
@@ -71,7 +70,7 @@ struct FsBlobWriter {
     // `None` once handed to a blocking task and not yet given back.
     file: Option<File>,
     tmp_path: PathBuf,
-    hasher: Option<Sha256Hasher>,
+    ingest: Option<Ingest>,
     size: u64,
     final_dir: PathBuf,
 }
@@ -104,7 +103,7 @@ impl BlobStore for FsBlobStore {
         Ok(Box::new(FsBlobWriter {
             file: Some(file),
             tmp_path,
-            hasher: Some(Sha256Hasher::new()),
+            ingest: Some(Ingest::new()),
             size: 0,
             final_dir: self.root.join("sha256"),
         }))
@@ -157,7 +156,7 @@ impl BlobStore for FsBlobStore {
 #[async_trait]
 impl BlobWriter for FsBlobWriter {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
-        let (Some(mut file), Some(mut hasher)) = (self.file.take(), self.hasher.take()) else {
+        let (Some(mut file), Some(mut ingest)) = (self.file.take(), self.ingest.take()) else {
             return Err(StoreError::new(
                 StoreErrorKind::Unavailable,
                 "write",
@@ -165,29 +164,30 @@ impl BlobWriter for FsBlobWriter {
             ));
         };
         let chunk = chunk.to_vec();
-        let (file, hasher) = blocking("write", move || {
+        let (file, ingest) = blocking("write", move || {
             // Hashing here keeps a second pass over the file off the commit path.
-            hasher.update(&chunk);
+            ingest.update(&chunk);
             file.write_all(&chunk).map_err(|e| io_err("write", e))?;
-            Ok((file, hasher))
+            Ok((file, ingest))
         })
         .await?;
-        self.size = hasher.len();
+        self.size = ingest.len();
         self.file = Some(file);
-        self.hasher = Some(hasher);
+        self.ingest = Some(ingest);
         Ok(())
     }
 
-    async fn commit(mut self: Box<Self>, expected: Option<Sha256>) -> Result<BlobInfo, StoreError> {
-        let (Some(file), Some(hasher)) = (self.file.take(), self.hasher.take()) else {
+    async fn commit(mut self: Box<Self>, expected: Expected) -> Result<BlobInfo, StoreError> {
+        let (Some(file), Some(ingest)) = (self.file.take(), self.ingest.take()) else {
             return Err(StoreError::new(
                 StoreErrorKind::Unavailable,
                 "commit",
                 "an earlier write failed",
             ));
         };
-        let digest = hasher.finish();
-        check_digest(digest, expected)?;
+        let checksums = ingest.finish();
+        expected.check(&checksums)?;
+        let digest = checksums.sha256;
         let size = self.size;
         let tmp = self.tmp_path.clone();
         let dir = self.final_dir.join(&digest.to_hex()[..2]);
@@ -207,6 +207,10 @@ impl BlobWriter for FsBlobWriter {
             Ok(())
         })
         .await?;
-        Ok(BlobInfo { digest, size })
+        Ok(BlobInfo {
+            digest,
+            checksums,
+            size,
+        })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use waybill_blob_fs::FsBlobStore;
 use waybill_core::digest::Sha256;
-use waybill_core::store::{BlobStore, BlobWriter};
+use waybill_core::store::{BlobStore, BlobWriter, Expected};
 
 fn open(dir: &Path) -> Arc<dyn BlobStore> {
     Arc::new(FsBlobStore::open(dir.join("blobs")).expect("open blob store"))
@@ -42,7 +42,11 @@ fn failed_and_abandoned_writes_leave_no_files() {
         let store = FsBlobStore::open(dir.path()).unwrap();
         let mut w = store.writer().await.unwrap();
         w.write(b"abc").await.unwrap();
-        assert!(w.commit(Some(Sha256::of(b"abd"))).await.is_err());
+        assert!(
+            w.commit(Expected::sha256(Sha256::of(b"abd")))
+                .await
+                .is_err()
+        );
         let mut w: Box<dyn BlobWriter> = store.writer().await.unwrap();
         w.write(b"half").await.unwrap();
         drop(w);
@@ -67,7 +71,7 @@ fn blobs_are_laid_out_by_digest() {
         let store = FsBlobStore::open(dir.path()).unwrap();
         let mut w = store.writer().await.unwrap();
         w.write(b"waybill").await.unwrap();
-        let info = w.commit(None).await.unwrap();
+        let info = w.commit(Expected::default()).await.unwrap();
         let path = store.blob_path(&info.digest);
         assert_eq!(std::fs::read(&path).unwrap(), b"waybill");
         let hex = info.digest.to_hex();

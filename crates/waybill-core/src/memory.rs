@@ -14,7 +14,7 @@ use crate::aql::ItemHint;
 use crate::artifact::{Build, Item, ItemKind, ItemPath, RepoKey, Repository, plan_put};
 use crate::auth::{TokenRecord, User};
 use crate::bundle::ReleaseBundleVersion;
-use crate::digest::{Sha256, Sha256Hasher};
+use crate::digest::{Ingest, Sha256};
 use crate::keys::SigningKey;
 use crate::name::{BundleName, BundleVersion};
 use crate::site::{EdgeSite, ServiceId};
@@ -392,7 +392,7 @@ impl MemoryBlobStore {
 struct MemoryBlobWriter {
     blobs: std::sync::Arc<Mutex<BTreeMap<Sha256, Vec<u8>>>>,
     buf: Vec<u8>,
-    hasher: Sha256Hasher,
+    ingest: Ingest,
 }
 
 #[async_trait]
@@ -401,7 +401,7 @@ impl BlobStore for MemoryBlobStore {
         Ok(Box::new(MemoryBlobWriter {
             blobs: self.blobs.clone(),
             buf: Vec::new(),
-            hasher: Sha256Hasher::new(),
+            ingest: Ingest::new(),
         }))
     }
 
@@ -442,30 +442,22 @@ impl BlobStore for MemoryBlobStore {
 #[async_trait]
 impl BlobWriter for MemoryBlobWriter {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
-        self.hasher.update(chunk);
+        self.ingest.update(chunk);
         self.buf.extend_from_slice(chunk);
         Ok(())
     }
 
-    async fn commit(self: Box<Self>, expected: Option<Sha256>) -> Result<BlobInfo, StoreError> {
-        let digest = self.hasher.finish();
-        check_digest(digest, expected)?;
+    async fn commit(self: Box<Self>, expected: Expected) -> Result<BlobInfo, StoreError> {
+        let checksums = self.ingest.finish();
+        expected.check(&checksums)?;
         let size = self.buf.len() as u64;
         let mut blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
-        blobs.entry(digest).or_insert(self.buf);
-        Ok(BlobInfo { digest, size })
-    }
-}
-
-/// `Corrupt` when an expected digest differs from the actual one.
-pub fn check_digest(actual: Sha256, expected: Option<Sha256>) -> Result<(), StoreError> {
-    match expected {
-        Some(e) if e != actual => Err(StoreError::new(
-            StoreErrorKind::Corrupt,
-            "commit",
-            format!("content has sha256 {actual}, expected {e}"),
-        )),
-        _ => Ok(()),
+        blobs.entry(checksums.sha256).or_insert(self.buf);
+        Ok(BlobInfo {
+            digest: checksums.sha256,
+            checksums,
+            size,
+        })
     }
 }
 

@@ -14,12 +14,12 @@ use crate::artifact::{Build, Item, ItemPath, RepoKey, Repository};
 use crate::auth::{TokenRecord, User};
 use crate::bundle::Props;
 use crate::bundle::ReleaseBundleVersion;
-use crate::digest::Sha256;
+use crate::digest::{Checksums, HexDigest, Md5, Sha1, Sha256};
 use crate::keys::SigningKey;
 use crate::name::{BundleName, BundleVersion};
 use crate::site::{EdgeSite, ServiceId};
 use crate::tracker::{Tracker, TrackerId};
-use crate::{Error, StoreError};
+use crate::{Error, StoreError, StoreErrorKind};
 
 /// A window into an ordered listing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -310,13 +310,58 @@ impl<T> Store for T where
 {
 }
 
-/// A blob's address and size.
+/// A blob's address, checksums and size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlobInfo {
-    /// SHA-256 of the content.
+    /// SHA-256 of the content: its address.
     pub digest: Sha256,
+    /// All three checksums, computed while writing.
+    pub checksums: Checksums,
     /// Size in bytes.
     pub size: u64,
+}
+
+/// Checksums a client claims for content it sends; each given one must match.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// Claimed SHA-256.
+    pub sha256: Option<Sha256>,
+    /// Claimed SHA-1.
+    pub sha1: Option<Sha1>,
+    /// Claimed MD5.
+    pub md5: Option<Md5>,
+}
+
+impl Expected {
+    /// Only a SHA-256 is claimed.
+    pub fn sha256(d: Sha256) -> Expected {
+        Expected {
+            sha256: Some(d),
+            ..Expected::default()
+        }
+    }
+
+    /// `Corrupt`, naming the first claimed checksum that differs from `actual`.
+    pub fn check(&self, actual: &Checksums) -> Result<(), StoreError> {
+        fn differs<const N: usize>(
+            claimed: Option<HexDigest<N>>,
+            actual: HexDigest<N>,
+        ) -> Option<String> {
+            claimed.filter(|c| *c != actual).map(|c| {
+                format!(
+                    "{} mismatch: content has {actual}, the client claimed {c}",
+                    HexDigest::<N>::ALGORITHM
+                )
+            })
+        }
+        let mismatch = differs(self.sha256, actual.sha256)
+            .or_else(|| differs(self.sha1, actual.sha1))
+            .or_else(|| differs(self.md5, actual.md5));
+        match mismatch {
+            Some(msg) => Err(StoreError::new(StoreErrorKind::Corrupt, "commit", msg)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Content-addressed blob storage, keyed by SHA-256.
@@ -350,8 +395,8 @@ pub trait BlobWriter: Send {
 
     /// Makes the blob visible under its digest.
     ///
-    /// **Behavior:** when `expected` is given and differs from the digest of
-    /// what was written, gives `Corrupt` and nothing becomes visible.
+    /// **Behavior:** when a checksum in `expected` differs from that of what
+    /// was written, gives `Corrupt` and nothing becomes visible.
     /// Committing content that is already stored succeeds and keeps one copy.
-    async fn commit(self: Box<Self>, expected: Option<Sha256>) -> Result<BlobInfo, StoreError>;
+    async fn commit(self: Box<Self>, expected: Expected) -> Result<BlobInfo, StoreError>;
 }

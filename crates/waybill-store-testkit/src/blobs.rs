@@ -2,6 +2,7 @@
 
 use waybill_core::StoreErrorKind;
 use waybill_core::digest::Sha256;
+use waybill_core::store::Expected;
 
 use crate::{BlobOpener, tempdir};
 
@@ -18,7 +19,7 @@ pub async fn blob_write_commit_read(open: &BlobOpener) {
     for chunk in data.chunks(65_536) {
         w.write(chunk).await.unwrap();
     }
-    let info = w.commit(Some(Sha256::of(&data))).await.unwrap();
+    let info = w.commit(Expected::sha256(Sha256::of(&data))).await.unwrap();
     assert_eq!(info.digest, Sha256::of(&data));
     assert_eq!(info.size, data.len() as u64);
     assert_eq!(s.stat(&info.digest).await.unwrap(), Some(data.len() as u64));
@@ -47,7 +48,7 @@ pub async fn blob_digest_mismatch_is_never_visible(open: &BlobOpener) {
     let mut w = s.writer().await.unwrap();
     w.write(&data).await.unwrap();
     let claimed = Sha256::of(b"something else");
-    let err = w.commit(Some(claimed)).await.unwrap_err();
+    let err = w.commit(Expected::sha256(claimed)).await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
     assert_eq!(s.stat(&claimed).await.unwrap(), None);
     assert_eq!(s.stat(&Sha256::of(&data)).await.unwrap(), None);
@@ -72,7 +73,7 @@ pub async fn blob_same_content_twice_keeps_one(open: &BlobOpener) {
     for _ in 0..2 {
         let mut w = s.writer().await.unwrap();
         w.write(&data).await.unwrap();
-        let info = w.commit(None).await.unwrap();
+        let info = w.commit(Expected::default()).await.unwrap();
         assert_eq!(info.digest, Sha256::of(&data));
     }
     assert_eq!(
@@ -93,7 +94,7 @@ pub async fn blob_delete(open: &BlobOpener) {
     let s = open(dir.path());
     let mut w = s.writer().await.unwrap();
     w.write(b"bye").await.unwrap();
-    let info = w.commit(None).await.unwrap();
+    let info = w.commit(Expected::default()).await.unwrap();
     assert!(s.delete(&info.digest).await.unwrap());
     assert!(!s.delete(&info.digest).await.unwrap());
 }
@@ -105,6 +106,47 @@ pub async fn blob_read_unknown_is_not_found(open: &BlobOpener) {
     let err = s.read_range(&Sha256::of(b"nope"), 0, 1).await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::NotFound, "{err}");
     let w = s.writer().await.unwrap();
-    let info = w.commit(Some(Sha256::of(b""))).await.unwrap();
+    let info = w.commit(Expected::sha256(Sha256::of(b""))).await.unwrap();
     assert_eq!(s.stat(&info.digest).await.unwrap(), Some(0));
+}
+
+/// Every claimed checksum (SHA-1 and MD5 too) must match; the right ones pass.
+pub async fn blob_any_claimed_checksum_must_match(open: &BlobOpener) {
+    use waybill_core::digest::{Ingest, Md5, Sha1};
+    let dir = tempdir();
+    let s = open(dir.path());
+    let data = content(777);
+    let real = Ingest::of(&data);
+    let wrong_sha1 = Expected {
+        sha1: Some(Sha1::from_bytes([1; 20])),
+        ..Expected::sha256(real.sha256)
+    };
+    let wrong_md5 = Expected {
+        md5: Some(Md5::from_bytes([2; 16])),
+        ..Expected::default()
+    };
+    for (label, claim) in [("sha1", wrong_sha1), ("md5", wrong_md5)] {
+        let mut w = s.writer().await.unwrap();
+        w.write(&data).await.unwrap();
+        let err = w.commit(claim).await.unwrap_err();
+        assert_eq!(err.kind(), StoreErrorKind::Corrupt);
+        assert!(
+            err.to_string().contains(&format!("{label} mismatch")),
+            "{err}"
+        );
+        assert_eq!(
+            s.stat(&real.sha256).await.unwrap(),
+            None,
+            "{label}: nothing visible"
+        );
+    }
+    let mut w = s.writer().await.unwrap();
+    w.write(&data).await.unwrap();
+    let all = Expected {
+        sha256: Some(real.sha256),
+        sha1: Some(real.sha1),
+        md5: Some(real.md5),
+    };
+    let info = w.commit(all).await.unwrap();
+    assert_eq!(info.checksums, real);
 }

@@ -111,6 +111,7 @@ macro_rules! blob_suite {
             blob_same_content_twice_keeps_one,
             blob_delete,
             blob_read_unknown_is_not_found,
+            blob_any_claimed_checksum_must_match,
         );
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
