@@ -118,6 +118,11 @@ impl StoreError {
     pub fn op(&self) -> &'static str {
         self.op
     }
+
+    /// What happened, without the kind and operation.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 impl fmt::Display for StoreError {

@@ -43,6 +43,26 @@ pub fn format_iso(millis: Millis) -> String {
     )
 }
 
+/// RFC 7231 date for HTTP headers: `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn format_http_date(millis: Millis) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let secs = (millis / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{}, {d:02} {} {y:04} {:02}:{:02}:{:02} GMT",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Parses `YYYY-MM-DD`, optionally followed by `THH:MM[:SS[.fff]]` and `Z` or
 /// `±HH:MM`. Times without an offset are UTC.
 pub fn parse_iso(s: &str) -> Option<Millis> {
@@ -138,6 +158,11 @@ mod tests {
         ] {
             assert_eq!(parse_iso(bad), None, "{bad}");
         }
+        assert_eq!(
+            format_http_date(784_111_777_000),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        assert_eq!(format_http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
         for ms in [0u64, 86_399_999, 951_782_400_000, 4_102_444_800_000] {
             assert_eq!(parse_iso(&format_iso(ms)), Some(ms));
         }

@@ -20,6 +20,7 @@ use waybill_core::store::{BlobStore, Store};
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod source;
 mod system;
 
 pub use auth::{Authenticator, Principal};
@@ -36,6 +37,8 @@ pub struct AppState {
     pub service_id: ServiceId,
     /// Credential checks.
     pub auth: Authenticator,
+    /// Shared by deploys, exclusive for blob garbage collection (see `source`).
+    pub content_lock: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl AppState {
@@ -50,6 +53,7 @@ impl AppState {
             store,
             blobs,
             service_id,
+            content_lock: Arc::default(),
         }
     }
 }
@@ -61,7 +65,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn router(state: AppState) -> Router {
     let anonymous = Router::new()
         .route("/distribution/api/v1/system/ping", get(system::ping))
-        .route("/distribution/api/v1/system/info", get(system::info));
+        .route("/distribution/api/v1/system/info", get(system::info))
+        .merge(source::anonymous_routes());
     // `layer` (not `route_layer`) also guards the fallback, so probing
     // unknown paths without credentials reveals nothing.
     let authenticated = Router::new()
@@ -69,6 +74,7 @@ pub fn router(state: AppState) -> Router {
             "/distribution/api/v1/system/settings",
             get(system::get_settings).post(system::update_settings),
         )
+        .merge(source::routes(source::Mode::ReadWrite))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -1,0 +1,1122 @@
+//! The Artifactory-compatible source repository under `/artifactory`:
+//! repositories, deploy and download, storage info and properties, builds,
+//! AQL, and system version/ping.
+//!
+//! It is one module for hub and edges: [`routes`] mounts everything, and an
+//! edge (later) mounts the same router with [`Mode::ReadOnly`], which leaves
+//! out every writing route.
+//!
+//! Content lifetime: a blob may be deleted only when no file references it.
+//! Deploys hold `content_lock` for reading from blob commit to item write,
+//! and garbage collection holds it for writing while it counts references,
+//! so a blob can never vanish between "it is stored" and "a file points at it".
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use futures_util::StreamExt;
+use serde_json::{Map, Value, json};
+use waybill_core::aql::{self, Domain, Field, FieldValue, Query as AqlQuery};
+use waybill_core::artifact::{
+    Build, BuildFile, BuildModule, Item, ItemKind, ItemPath, RepoKey, Repository, validate_props,
+};
+use waybill_core::bundle::Props;
+use waybill_core::digest::{Checksums, Sha256};
+use waybill_core::store::{BlobInfo, Expected};
+use waybill_core::time::{format_http_date, format_iso};
+use waybill_core::{Error, StoreErrorKind};
+
+use crate::{ApiError, AppState, Json, Principal};
+
+/// Which routes to mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The hub: reads and writes.
+    ReadWrite,
+    /// An edge: reads only.
+    ReadOnly,
+}
+
+/// The version reported to clients; the JFrog CLI needs ≥ 7.136.0 for every
+/// lifecycle feature, including drafts.
+pub const ARTIFACTORY_VERSION: &str = "7.136.0";
+
+/// Bytes gathered from the request body before each blob write.
+const WRITE_CHUNK: usize = 256 << 10;
+/// Bytes read from a blob per response chunk.
+const READ_CHUNK: u64 = 1 << 20;
+
+/// Routes that need authentication.
+pub fn routes(mode: Mode) -> Router<AppState> {
+    let read = Router::new()
+        .route("/artifactory/api/system/version", get(version))
+        .route("/artifactory/api/repositories", get(list_repositories))
+        .route("/artifactory/api/storage/{repo}", get(storage_root))
+        .route("/artifactory/api/search/aql", post(search_aql))
+        .route("/artifactory/api/build/{name}/{number}", get(get_build));
+    let (repository, storage, content) = (
+        get(get_repository),
+        get(storage_get),
+        get(download).head(download),
+    );
+    match mode {
+        Mode::ReadOnly => read
+            .route("/artifactory/api/repositories/{key}", repository)
+            .route("/artifactory/api/storage/{repo}/{*path}", storage)
+            .route("/artifactory/{repo}/{*path}", content),
+        Mode::ReadWrite => read
+            .route(
+                "/artifactory/api/repositories/{key}",
+                repository.put(create_repository).delete(delete_repository),
+            )
+            .route(
+                "/artifactory/api/storage/{repo}/{*path}",
+                storage.put(storage_put).delete(storage_delete),
+            )
+            .route("/artifactory/api/build", put(put_build))
+            .route(
+                "/artifactory/{repo}/{*path}",
+                content.put(deploy).delete(delete_path),
+            ),
+    }
+}
+
+/// Routes anyone may call.
+pub fn anonymous_routes() -> Router<AppState> {
+    Router::new().route("/artifactory/api/system/ping", get(|| async { "OK" }))
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}/artifactory")
+}
+
+/// Until permissions land, deploying and other writes need an administrator.
+fn require_deploy(who: &Principal, repo: &str) -> Result<(), ApiError> {
+    if who.admin {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "user '{}' needs deploy permission on repository '{repo}'; only administrators have it for now",
+        who.name
+    )))
+}
+
+fn mime_type(name: &str) -> &'static str {
+    let ext = name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    match ext.as_str() {
+        "jar" | "war" | "ear" => "application/java-archive",
+        "pom" | "xml" => "application/xml",
+        "json" => "application/json",
+        "txt" | "md" | "log" => "text/plain",
+        "html" | "htm" => "text/html",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/x-gzip",
+        "tar" => "application/x-tar",
+        "deb" => "application/x-debian-package",
+        "rpm" => "application/x-rpm",
+        _ => "application/octet-stream",
+    }
+}
+
+/// `repo/path;k=v;k2=v1,v2` into its key, path and matrix properties.
+fn parse_target(repo: &str, raw_path: &str) -> Result<(RepoKey, ItemPath, Props), ApiError> {
+    let key = RepoKey::parse(repo)?;
+    let mut parts = raw_path.split(';');
+    let path = ItemPath::parse(parts.next().unwrap_or(""))?;
+    let mut props = Props::new();
+    for param in parts.filter(|p| !p.is_empty()) {
+        let (k, v) = param.split_once('=').unwrap_or((param, ""));
+        props
+            .entry(k.to_string())
+            .or_default()
+            .extend(v.split(',').filter(|v| !v.is_empty()).map(str::to_string));
+    }
+    validate_props(&props)?;
+    Ok((key, path, props))
+}
+
+async fn existing_repo(state: &AppState, key: &RepoKey) -> Result<Repository, ApiError> {
+    state
+        .store
+        .get_repository(key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("repository '{key}' does not exist")))
+}
+
+fn header_digest<const N: usize>(
+    headers: &HeaderMap,
+    name: &str,
+) -> Result<Option<waybill_core::digest::HexDigest<N>>, ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| ApiError::bad_request(format!("{name} is not text")))?
+                .trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            waybill_core::digest::HexDigest::<N>::parse_hex(text)
+                .map(Some)
+                .map_err(|e| ApiError::bad_request(format!("{name}: {e}")))
+        }
+    }
+}
+
+fn checksums_json(c: &Checksums) -> Value {
+    json!({"sha1": c.sha1.to_hex(), "md5": c.md5.to_hex(), "sha256": c.sha256.to_hex()})
+}
+
+fn file_info(base: &str, item: &Item, original: Option<&Expected>) -> Value {
+    let rp = format!("{}/{}", item.repo, item.path);
+    let mut v = json!({
+        "repo": item.repo.as_str(),
+        "path": format!("/{}", item.path),
+        "created": format_iso(item.created),
+        "createdBy": item.created_by,
+        "lastModified": format_iso(item.modified),
+        "modifiedBy": item.modified_by,
+        "lastUpdated": format_iso(item.modified),
+        "downloadUri": format!("{base}/{rp}"),
+        "mimeType": mime_type(item.path.name()),
+        "size": item.size.to_string(),
+        "uri": format!("{base}/api/storage/{rp}"),
+    });
+    if let Some(c) = &item.checksums {
+        v["checksums"] = checksums_json(c);
+        v["originalChecksums"] = match original {
+            Some(o) => {
+                let mut m = Map::new();
+                if let Some(d) = o.sha1 {
+                    m.insert("sha1".into(), d.to_hex().into());
+                }
+                if let Some(d) = o.md5 {
+                    m.insert("md5".into(), d.to_hex().into());
+                }
+                if let Some(d) = o.sha256 {
+                    m.insert("sha256".into(), d.to_hex().into());
+                }
+                Value::Object(m)
+            }
+            None => checksums_json(c),
+        };
+    }
+    v
+}
+
+/// Deletes blobs whose last referencing file is gone.
+async fn collect_garbage(
+    state: &AppState,
+    digests: impl IntoIterator<Item = Sha256>,
+) -> Result<(), ApiError> {
+    let _exclusive = state.content_lock.write().await;
+    for d in digests {
+        if state.store.count_content_refs(&d).await? == 0 {
+            state.blobs.delete(&d).await?;
+        }
+    }
+    Ok(())
+}
+
+// ---- repositories ----------------------------------------------------------
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RepoConfig {
+    key: Option<String>,
+    rclass: Option<String>,
+    package_type: Option<String>,
+    description: Option<String>,
+}
+
+async fn create_repository(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(key): Path<String>,
+    Json(cfg): Json<RepoConfig>,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    let key = RepoKey::parse(key)?;
+    if let Some(body_key) = &cfg.key
+        && body_key != key.as_str()
+    {
+        return Err(ApiError::bad_request(format!(
+            "body key '{body_key}' differs from the URL key '{key}'"
+        )));
+    }
+    match cfg.rclass.as_deref().unwrap_or("local") {
+        "local" => {}
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "rclass '{other}' is not supported; only local repositories are"
+            )));
+        }
+    }
+    let repo = Repository {
+        key: key.clone(),
+        package_type: cfg.package_type.unwrap_or_else(|| "generic".into()),
+        description: cfg.description.unwrap_or_default(),
+        created: now_millis(),
+        read_only: false,
+    };
+    match state.store.create_repository(repo).await {
+        Ok(()) => Ok((
+            StatusCode::OK,
+            format!("Successfully created repository '{key}'"),
+        )
+            .into_response()),
+        Err(e) if e.kind() == StoreErrorKind::Conflict => Err(ApiError::bad_request(format!(
+            "repository '{key}' already exists"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn get_repository(
+    State(state): State<AppState>,
+    _who: Principal,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let repo = existing_repo(&state, &RepoKey::parse(key)?).await?;
+    Ok(axum::Json(json!({
+        "key": repo.key.as_str(),
+        "rclass": "local",
+        "packageType": repo.package_type,
+        "description": repo.description,
+    }))
+    .into_response())
+}
+
+async fn list_repositories(
+    State(state): State<AppState>,
+    _who: Principal,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let base = base_url(&headers);
+    let list: Vec<Value> = state
+        .store
+        .list_repositories()
+        .await?
+        .into_iter()
+        .map(|r| {
+            json!({
+                "key": r.key.as_str(),
+                "type": "LOCAL",
+                "description": r.description,
+                "url": format!("{base}/{}", r.key),
+                "packageType": r.package_type,
+            })
+        })
+        .collect();
+    Ok(axum::Json(list).into_response())
+}
+
+async fn delete_repository(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    let key = RepoKey::parse(key)?;
+    let removed = state
+        .store
+        .delete_repository(&key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("repository '{key}' does not exist")))?;
+    collect_garbage(&state, removed.iter().filter_map(Item::sha256)).await?;
+    Ok((
+        StatusCode::OK,
+        format!("Repository '{key}' and all its content have been removed successfully."),
+    )
+        .into_response())
+}
+
+// ---- deploy, download, delete ------------------------------------------
+
+async fn deploy(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((repo, raw_path)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (key, path, props) = parse_target(&repo, &raw_path)?;
+    require_deploy(&who, key.as_str())?;
+    let repository = existing_repo(&state, &key).await?;
+    if repository.read_only {
+        return Err(ApiError::forbidden(format!(
+            "repository '{key}' is read-only"
+        )));
+    }
+    if path.is_root() {
+        return Err(ApiError::bad_request(
+            "a deploy needs a path below the repository",
+        ));
+    }
+    let expected = Expected {
+        sha256: header_digest(&headers, "x-checksum-sha256")?,
+        sha1: header_digest::<20>(&headers, "x-checksum-sha1")?,
+        md5: header_digest::<16>(&headers, "x-checksum-md5")?,
+    };
+    let checksum_deploy = headers
+        .get("x-checksum-deploy")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let now = now_millis();
+    // Folders: a trailing slash and no body creates a folder.
+    if raw_path.split(';').next().unwrap_or("").ends_with('/') && !checksum_deploy {
+        let folder = Item::folder(key.clone(), path.clone(), now, &who.name);
+        state
+            .store
+            .create_folder(folder)
+            .await
+            .map_err(conflict_to_400)?;
+        let item = state
+            .store
+            .get_item(&key, &path)
+            .await?
+            .ok_or_else(|| ApiError::not_found("folder vanished"))?;
+        return Ok((
+            StatusCode::CREATED,
+            axum::Json(file_info(&base_url(&headers), &item, None)),
+        )
+            .into_response());
+    }
+
+    let shared = state.content_lock.clone();
+    let (info, _guard) = if checksum_deploy {
+        let sha = expected.sha256.ok_or_else(|| {
+            ApiError::bad_request("X-Checksum-Deploy needs an X-Checksum-Sha256 header")
+        })?;
+        let guard = shared.read_owned().await;
+        let known = state
+            .store
+            .find_items(&aql::ItemHint {
+                sha256: Some(sha),
+                ..Default::default()
+            })
+            .await?;
+        let checksums = known
+            .iter()
+            .find_map(|i| i.checksums)
+            .filter(|c| c.sha256 == sha);
+        let size = state.blobs.stat(&sha).await?;
+        match (checksums, size) {
+            (Some(c), Some(size)) => {
+                expected.check(&c).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!("nothing was stored: {}", e.detail()),
+                    )
+                })?;
+                (
+                    BlobInfo {
+                        digest: sha,
+                        checksums: c,
+                        size,
+                    },
+                    guard,
+                )
+            }
+            _ => {
+                return Err(ApiError::not_found(format!(
+                    "checksum deploy: no content with sha256 {sha} is stored"
+                )));
+            }
+        }
+    } else {
+        let mut writer = state.blobs.writer().await?;
+        let mut stream = body.into_data_stream();
+        let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::bad_request(format!("reading the request body failed: {e}"))
+            })?;
+            buf.extend_from_slice(&chunk);
+            if buf.len() >= WRITE_CHUNK {
+                writer.write(&buf).await?;
+                buf.clear();
+            }
+        }
+        if !buf.is_empty() {
+            writer.write(&buf).await?;
+        }
+        let guard = shared.read_owned().await;
+        let info = writer.commit(expected).await.map_err(|e| match e.kind() {
+            StoreErrorKind::Corrupt => ApiError::new(
+                StatusCode::CONFLICT,
+                format!("nothing was stored: {}", e.detail()),
+            ),
+            _ => e.into(),
+        })?;
+        (info, guard)
+    };
+
+    let item = Item {
+        repo: key.clone(),
+        path: path.clone(),
+        kind: ItemKind::File,
+        size: info.size,
+        checksums: Some(info.checksums),
+        created: now,
+        modified: now,
+        created_by: who.name.clone(),
+        modified_by: who.name.clone(),
+        props,
+    };
+    let replaced = match state.store.put_file(item.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            drop(_guard);
+            collect_garbage(&state, [info.digest]).await?;
+            return Err(conflict_to_400(e));
+        }
+    };
+    drop(_guard);
+    if let Some(old) = replaced
+        .and_then(|r| r.sha256())
+        .filter(|d| *d != info.digest)
+    {
+        collect_garbage(&state, [old]).await?;
+    }
+    let original = (expected != Expected::default()).then_some(&expected);
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(file_info(&base_url(&headers), &item, original)),
+    )
+        .into_response())
+}
+
+fn conflict_to_400(e: waybill_core::StoreError) -> ApiError {
+    match e.kind() {
+        StoreErrorKind::Conflict => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+        StoreErrorKind::NotFound => ApiError::not_found(e.to_string()),
+        _ => e.into(),
+    }
+}
+
+/// One `bytes=` range: `Ok(None)` for no (or an unsupported multi-) range.
+fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(raw) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok(None);
+    };
+    let Some(spec) = raw.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().map_err(|_| ())?;
+            if n == 0 {
+                return Err(());
+            }
+            (size.saturating_sub(n), size.saturating_sub(1))
+        }
+        (s, "") => (s.parse().map_err(|_| ())?, size.saturating_sub(1)),
+        (s, e) => (
+            s.parse().map_err(|_| ())?,
+            e.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1)),
+        ),
+    };
+    if start >= size || start > end {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    _who: Principal,
+    method: Method,
+    Path((repo, raw_path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (key, path, _) = parse_target(&repo, &raw_path)?;
+    let item = state
+        .store
+        .get_item(&key, &path)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{key}/{path} does not exist")))?;
+    let Some(sums) = item.checksums else {
+        return Err(ApiError::bad_request(format!(
+            "{key}/{path} is a folder; list it with GET /artifactory/api/storage/{key}/{path}"
+        )));
+    };
+    let size = item.size;
+    let range = match parse_range(&headers, size) {
+        Ok(r) => r,
+        Err(()) => {
+            let mut res = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the range is outside 0-{size}"),
+            )
+            .into_response();
+            res.headers_mut()
+                .insert(header::CONTENT_RANGE, hv(&format!("bytes */{size}")));
+            return Ok(res);
+        }
+    };
+    let (start, end) = range.unwrap_or((0, size.saturating_sub(1)));
+    let len = if size == 0 { 0 } else { end - start + 1 };
+    let mut builder = Response::builder()
+        .status(if range.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        })
+        .header(header::CONTENT_TYPE, mime_type(path.name()))
+        .header(header::CONTENT_LENGTH, len)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::LAST_MODIFIED, format_http_date(item.modified))
+        .header(header::ETAG, format!("\"{}\"", sums.sha1))
+        .header("X-Checksum-Sha256", sums.sha256.to_hex())
+        .header("X-Checksum-Sha1", sums.sha1.to_hex())
+        .header("X-Checksum-Md5", sums.md5.to_hex())
+        .header("X-Artifactory-Filename", path.name());
+    if range.is_some() {
+        builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+    }
+    let body = if method == Method::HEAD || len == 0 {
+        Body::empty()
+    } else {
+        let blobs = state.blobs.clone();
+        let digest = sums.sha256;
+        let stream = futures_util::stream::unfold(start, move |at| {
+            let blobs = blobs.clone();
+            async move {
+                if at > end {
+                    return None;
+                }
+                let n = READ_CHUNK.min(end + 1 - at);
+                match blobs.read_range(&digest, at, n).await {
+                    Ok(bytes) if bytes.is_empty() => Some((
+                        Err(std::io::Error::other("blob shorter than its record")),
+                        end + 1,
+                    )),
+                    Ok(bytes) => {
+                        let next = at + bytes.len() as u64;
+                        Some((Ok(Bytes::from(bytes)), next))
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, %digest, "reading blob");
+                        Some((Err(std::io::Error::other(e.to_string())), end + 1))
+                    }
+                }
+            }
+        });
+        Body::from_stream(stream)
+    };
+    builder
+        .body(body)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+async fn delete_path(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((repo, raw_path)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (key, path, _) = parse_target(&repo, &raw_path)?;
+    require_deploy(&who, key.as_str())?;
+    let repository = existing_repo(&state, &key).await?;
+    if repository.read_only {
+        return Err(ApiError::forbidden(format!(
+            "repository '{key}' is read-only"
+        )));
+    }
+    if path.is_root() {
+        return Err(ApiError::bad_request(
+            "delete the repository itself with DELETE /artifactory/api/repositories/{key}",
+        ));
+    }
+    let removed = state.store.delete_item(&key, &path).await?;
+    if removed.is_empty() {
+        return Err(ApiError::not_found(format!("{key}/{path} does not exist")));
+    }
+    collect_garbage(&state, removed.iter().filter_map(Item::sha256)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- storage API -----------------------------------------------------------
+
+async fn storage_root(
+    state: State<AppState>,
+    who: Principal,
+    Path(repo): Path<String>,
+    query: Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    storage_get(state, who, Path((repo, String::new())), query, headers).await
+}
+
+async fn storage_get(
+    State(state): State<AppState>,
+    _who: Principal,
+    Path((repo, raw_path)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (key, path, _) = parse_target(&repo, &raw_path)?;
+    existing_repo(&state, &key).await?;
+    let base = base_url(&headers);
+    let rp = if path.is_root() {
+        key.to_string()
+    } else {
+        format!("{key}/{path}")
+    };
+    let item = if path.is_root() {
+        None
+    } else {
+        Some(
+            state
+                .store
+                .get_item(&key, &path)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("{rp} does not exist")))?,
+        )
+    };
+    if let Some(wanted) = query.get("properties") {
+        let props = item.as_ref().map(|i| i.props.clone()).unwrap_or_default();
+        let keys: Vec<&str> = wanted.split(',').filter(|k| !k.is_empty()).collect();
+        let selected: BTreeMap<&String, &Vec<String>> = props
+            .iter()
+            .filter(|(k, _)| keys.is_empty() || keys.contains(&k.as_str()))
+            .collect();
+        if selected.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "{rp} has no matching properties"
+            )));
+        }
+        return Ok(axum::Json(
+            json!({"properties": selected, "uri": format!("{base}/api/storage/{rp}")}),
+        )
+        .into_response());
+    }
+    match item {
+        Some(i) if i.kind == ItemKind::File => {
+            Ok(axum::Json(file_info(&base, &i, None)).into_response())
+        }
+        _ => {
+            let children: Vec<Value> = state
+                .store
+                .list_children(&key, &path)
+                .await?
+                .into_iter()
+                .map(|c| json!({"uri": format!("/{}", c.path.name()), "folder": c.kind == ItemKind::Folder}))
+                .collect();
+            let mut v = json!({
+                "repo": key.as_str(),
+                "path": format!("/{path}"),
+                "children": children,
+                "uri": format!("{base}/api/storage/{rp}"),
+            });
+            if let Some(i) = item {
+                v["created"] = format_iso(i.created).into();
+                v["createdBy"] = i.created_by.into();
+                v["lastModified"] = format_iso(i.modified).into();
+                v["modifiedBy"] = i.modified_by.into();
+                v["lastUpdated"] = format_iso(i.modified).into();
+            }
+            Ok(axum::Json(v).into_response())
+        }
+    }
+}
+
+/// `k=v1,v2;k2=v` into properties.
+fn parse_props_param(raw: &str) -> Result<Props, ApiError> {
+    let mut props = Props::new();
+    for pair in raw.split(';').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "property '{pair}' has no '='; use key=value1,value2"
+            ))
+        })?;
+        let values: Vec<String> = v.split(',').map(str::to_string).collect();
+        props.insert(k.trim().to_string(), values);
+    }
+    if props.is_empty() {
+        return Err(ApiError::bad_request(
+            "no properties given; use ?properties=key=value1,value2;key2=value",
+        ));
+    }
+    validate_props(&props)?;
+    Ok(props)
+}
+
+fn recursive(query: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match query.get("recursive").map(String::as_str) {
+        None | Some("1") => Ok(true),
+        Some("0") => Ok(false),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "recursive must be 0 or 1, not '{other}'"
+        ))),
+    }
+}
+
+async fn storage_put(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((repo, raw_path)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (key, path, _) = parse_target(&repo, &raw_path)?;
+    require_deploy(&who, key.as_str())?;
+    let raw = query
+        .get("properties")
+        .ok_or_else(|| ApiError::bad_request("missing ?properties="))?;
+    let props = parse_props_param(raw)?;
+    let recursive = recursive(&query)?;
+    state
+        .store
+        .update_props(
+            &key,
+            &path,
+            recursive,
+            Box::new(move |p| {
+                for (k, v) in &props {
+                    p.insert(k.clone(), v.clone());
+                }
+            }),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn storage_delete(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((repo, raw_path)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let (key, path, _) = parse_target(&repo, &raw_path)?;
+    require_deploy(&who, key.as_str())?;
+    let raw = query
+        .get("properties")
+        .ok_or_else(|| ApiError::bad_request("missing ?properties="))?;
+    let keys: Vec<String> = raw
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect();
+    if keys.is_empty() {
+        return Err(ApiError::bad_request(
+            "no property keys given; use ?properties=key1,key2",
+        ));
+    }
+    let recursive = recursive(&query)?;
+    state
+        .store
+        .update_props(
+            &key,
+            &path,
+            recursive,
+            Box::new(move |p| {
+                for k in &keys {
+                    p.remove(k);
+                }
+            }),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+// ---- builds ------------------------------------------------------------
+
+#[derive(serde::Deserialize)]
+struct BuildInfoDto {
+    name: String,
+    number: String,
+    #[serde(default)]
+    started: String,
+    #[serde(default)]
+    modules: Vec<ModuleDto>,
+}
+
+#[derive(serde::Deserialize)]
+struct ModuleDto {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    artifacts: Vec<BuildFileDto>,
+    #[serde(default)]
+    dependencies: Vec<BuildFileDto>,
+}
+
+#[derive(serde::Deserialize)]
+struct BuildFileDto {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default, rename = "type")]
+    file_type: String,
+    sha256: Option<String>,
+    sha1: Option<String>,
+    md5: Option<String>,
+    path: Option<String>,
+}
+
+fn opt_digest<const N: usize>(
+    v: &Option<String>,
+    what: &str,
+) -> Result<Option<waybill_core::digest::HexDigest<N>>, ApiError> {
+    v.as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            waybill_core::digest::HexDigest::<N>::parse_hex(s)
+                .map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+        })
+        .transpose()
+}
+
+fn build_file(f: BuildFileDto, at: &str) -> Result<BuildFile, ApiError> {
+    Ok(BuildFile {
+        name: f.name.or(f.id).unwrap_or_default(),
+        file_type: f.file_type,
+        sha256: opt_digest::<32>(&f.sha256, at)?,
+        sha1: opt_digest::<20>(&f.sha1, at)?,
+        md5: opt_digest::<16>(&f.md5, at)?,
+        path: f.path,
+    })
+}
+
+fn build_file_json(f: &BuildFile) -> Value {
+    json!({
+        "name": f.name,
+        "type": f.file_type,
+        "sha256": f.sha256.map(|d| d.to_hex()),
+        "sha1": f.sha1.map(|d| d.to_hex()),
+        "md5": f.md5.map(|d| d.to_hex()),
+        "path": f.path,
+    })
+}
+
+async fn put_build(
+    State(state): State<AppState>,
+    who: Principal,
+    Json(dto): Json<BuildInfoDto>,
+) -> Result<Response, ApiError> {
+    require_deploy(&who, "artifactory-build-info")?;
+    for (field, v) in [("name", &dto.name), ("number", &dto.number)] {
+        if v.is_empty() || v.chars().any(|c| c.is_control() || c == '/') {
+            return Err(ApiError::bad_request(format!(
+                "build {field} must be non-empty, without '/' or control characters"
+            )));
+        }
+    }
+    let mut modules = Vec::new();
+    for (mi, m) in dto.modules.into_iter().enumerate() {
+        let mut artifacts = Vec::new();
+        for (i, f) in m.artifacts.into_iter().enumerate() {
+            artifacts.push(build_file(f, &format!("modules[{mi}].artifacts[{i}]"))?);
+        }
+        let mut dependencies = Vec::new();
+        for (i, f) in m.dependencies.into_iter().enumerate() {
+            dependencies.push(build_file(f, &format!("modules[{mi}].dependencies[{i}]"))?);
+        }
+        modules.push(BuildModule {
+            id: m.id,
+            artifacts,
+            dependencies,
+        });
+    }
+    let build = Build {
+        name: dto.name,
+        number: dto.number,
+        started: dto.started,
+        modules,
+        created: now_millis(),
+        created_by: who.name,
+    };
+    state.store.put_build(build).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn build_json(b: &Build) -> Value {
+    json!({
+        "name": b.name,
+        "number": b.number,
+        "started": b.started,
+        "modules": b.modules.iter().map(|m| json!({
+            "id": m.id,
+            "artifacts": m.artifacts.iter().map(build_file_json).collect::<Vec<_>>(),
+            "dependencies": m.dependencies.iter().map(build_file_json).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+async fn get_build(
+    State(state): State<AppState>,
+    _who: Principal,
+    Path((name, number)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let build = state
+        .store
+        .get_build(&name, &number)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("build {name}/{number} does not exist")))?;
+    Ok(axum::Json(json!({
+        "buildInfo": build_json(&build),
+        "uri": format!("{}/api/build/{name}/{number}", base_url(&headers)),
+    }))
+    .into_response())
+}
+
+// ---- AQL and system ----------------------------------------------------
+
+fn field_json(f: Field, item: &Item) -> Value {
+    match f.value(item) {
+        FieldValue::Str(Some(s)) => Value::String(s),
+        FieldValue::Str(None) => Value::Null,
+        FieldValue::Int(n) => json!(n),
+        FieldValue::Date(d) => Value::String(format_iso(d)),
+    }
+}
+
+fn row(query: &AqlQuery, item: &Item) -> Value {
+    let mut m = Map::new();
+    for f in &query.include.fields {
+        m.insert(f.name().into(), field_json(*f, item));
+    }
+    if query.include.wants_props() {
+        let props: Vec<Value> = item
+            .props
+            .iter()
+            .filter(|(k, _)| query.include.all_props || query.include.props.contains(k))
+            .flat_map(|(k, vs)| vs.iter().map(move |v| json!({"key": k, "value": v})))
+            .collect();
+        m.insert("properties".into(), Value::Array(props));
+    }
+    Value::Object(m)
+}
+
+/// Items recorded for a build's files: by SHA-256 where the build gave one, else by SHA-1.
+async fn build_items(state: &AppState, files: &[BuildFile]) -> Result<Vec<Item>, Error> {
+    let mut out: Vec<Item> = Vec::new();
+    for f in files {
+        let found = match (f.sha256, f.sha1) {
+            (Some(sha), _) => {
+                state
+                    .store
+                    .find_items(&aql::ItemHint {
+                        sha256: Some(sha),
+                        ..Default::default()
+                    })
+                    .await?
+            }
+            (None, Some(sha1)) => state
+                .store
+                .find_items(&aql::ItemHint {
+                    name: Some(f.name.clone()),
+                    ..Default::default()
+                })
+                .await?
+                .into_iter()
+                .filter(|i| i.checksums.is_some_and(|c| c.sha1 == sha1))
+                .collect(),
+            _ => vec![],
+        };
+        for i in found {
+            if !out.iter().any(|o| o.repo == i.repo && o.path == i.path) {
+                out.push(i);
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn search_aql(
+    State(state): State<AppState>,
+    _who: Principal,
+    body: String,
+) -> Result<Response, ApiError> {
+    let query = AqlQuery::parse(&body)?;
+    let results: Vec<Value> = match query.domain {
+        Domain::Items => aql::run_items(state.store.as_ref(), &query)
+            .await?
+            .iter()
+            .map(|i| row(&query, i))
+            .collect(),
+        Domain::Builds => {
+            let get = |k: &str| {
+                query
+                    .build_criteria
+                    .iter()
+                    .find(|(key, _)| key == k)
+                    .map(|(_, v)| v.clone())
+            };
+            let (Some(name), Some(number)) = (get("name"), get("number")) else {
+                return Err(ApiError::bad_request(
+                    "builds.find needs both \"name\" and \"number\"",
+                ));
+            };
+            let Some(build) = state.store.get_build(&name, &number).await? else {
+                return Ok(aql_response(vec![], &query));
+            };
+            let files: Vec<BuildFile> = build
+                .modules
+                .iter()
+                .flat_map(|m| m.artifacts.iter().chain(&m.dependencies).cloned())
+                .collect();
+            let items_query = AqlQuery::parse("items.find()")?;
+            let items: Vec<Value> = build_items(&state, &files)
+                .await?
+                .iter()
+                .map(|i| row(&items_query, i))
+                .collect();
+            vec![
+                json!({"build.name": build.name, "build.number": build.number, "build.started": build.started, "items": items}),
+            ]
+        }
+    };
+    Ok(aql_response(results, &query))
+}
+
+fn aql_response(results: Vec<Value>, query: &AqlQuery) -> Response {
+    let mut range = json!({
+        "start_pos": query.offset,
+        "end_pos": query.offset + results.len() as u64,
+        "total": results.len(),
+    });
+    if let Some(limit) = query.limit {
+        range["limit"] = json!(limit);
+    }
+    axum::Json(json!({"results": results, "range": range})).into_response()
+}
+
+async fn version(_who: Principal) -> Response {
+    axum::Json(json!({
+        "version": ARTIFACTORY_VERSION,
+        "revision": env!("CARGO_PKG_VERSION"),
+        "addons": [],
+        "license": "waybill",
+    }))
+    .into_response()
+}
