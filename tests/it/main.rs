@@ -3,8 +3,10 @@
 //!
 //! - `support`: starting and stopping servers.
 //! - `serve`: start-up, bootstrap, ping/info, auth, settings, shutdown.
+//! - `source`: the Artifactory-compatible source repository.
 //! - `layering`: the dependency-direction invariant.
 
 mod layering;
 mod serve;
+mod source;
 mod support;

@@ -1,0 +1,755 @@
+//! The Artifactory-compatible source repository, black-box, on every store
+//! compiled in: deploy (streamed, checksummed, by checksum), ranged download,
+//! properties, builds and AQL.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_PW, Launch, Server, client};
+
+fn stores() -> Vec<&'static str> {
+    let mut s = vec!["sqlite"];
+    if cfg!(feature = "sled") {
+        s.push("sled");
+    }
+    s
+}
+
+struct Hub {
+    server: Server,
+    http: reqwest::Client,
+    _tmp: tempfile::TempDir,
+}
+
+impl Hub {
+    fn start(store: &str) -> Hub {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut launch = Launch::new(&data);
+        launch.store = store;
+        let server = launch.start();
+        Hub {
+            server,
+            http: client(),
+            _tmp: tmp,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        self.server.url(&format!("/artifactory/{path}"))
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .basic_auth("admin", Some(ADMIN_PW))
+    }
+
+    async fn json(&self, res: reqwest::Response) -> (StatusCode, Value) {
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}")),
+        )
+    }
+
+    async fn create_repo(&self, key: &str) {
+        let res = self
+            .req(reqwest::Method::PUT, &format!("api/repositories/{key}"))
+            .json(&json!({"rclass": "local", "packageType": "generic"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "{}",
+            res.text().await.unwrap()
+        );
+    }
+
+    async fn deploy(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let res = self
+            .req(reqwest::Method::PUT, path)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.json(res).await
+    }
+
+    async fn aql(&self, query: &str) -> (StatusCode, Value) {
+        let res = self
+            .req(reqwest::Method::POST, "api/search/aql")
+            .header("content-type", "text/plain")
+            .body(query.to_string())
+            .send()
+            .await
+            .unwrap();
+        self.json(res).await
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    waybill::digest::Sha256::of(data).to_hex()
+}
+
+/// Deterministic, incompressible-looking content.
+fn content(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn deploy_download_and_metadata_on_every_store() {
+    for store in stores() {
+        let hub = Hub::start(store);
+        hub.create_repo("libs").await;
+
+        // Deploy with matrix properties and all three claimed checksums.
+        let data = content(300_000, 1);
+        let sums = waybill::digest::Ingest::of(&data);
+        let res = hub
+            .req(
+                reqwest::Method::PUT,
+                "libs/org/acme/app-1.0.jar;build.name=app;quality=ga,lts",
+            )
+            .header("X-Checksum-Sha256", sums.sha256.to_hex())
+            .header("X-Checksum-Sha1", sums.sha1.to_hex())
+            .header("X-Checksum-Md5", sums.md5.to_hex())
+            .body(data.clone())
+            .send()
+            .await
+            .unwrap();
+        let (status, info) = hub.json(res).await;
+        assert_eq!(status, StatusCode::CREATED, "{store}: {info}");
+        assert_eq!(info["repo"], "libs");
+        assert_eq!(info["path"], "/org/acme/app-1.0.jar");
+        assert_eq!(info["size"], "300000");
+        assert_eq!(info["createdBy"], "admin");
+        assert_eq!(info["mimeType"], "application/java-archive");
+        assert_eq!(info["checksums"]["sha256"], sums.sha256.to_hex());
+        assert_eq!(info["checksums"]["sha1"], sums.sha1.to_hex());
+        assert_eq!(info["checksums"]["md5"], sums.md5.to_hex());
+        assert_eq!(info["originalChecksums"]["sha1"], sums.sha1.to_hex());
+        assert!(
+            info["downloadUri"]
+                .as_str()
+                .unwrap()
+                .ends_with("/artifactory/libs/org/acme/app-1.0.jar")
+        );
+        assert!(
+            info["uri"]
+                .as_str()
+                .unwrap()
+                .ends_with("/artifactory/api/storage/libs/org/acme/app-1.0.jar")
+        );
+
+        // Whole and ranged downloads return the right bytes and headers.
+        let res = hub
+            .req(reqwest::Method::GET, "libs/org/acme/app-1.0.jar")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            res.headers()["x-checksum-sha256"],
+            sums.sha256.to_hex().as_str()
+        );
+        assert_eq!(
+            res.headers()["x-checksum-sha1"],
+            sums.sha1.to_hex().as_str()
+        );
+        assert_eq!(res.headers()["x-checksum-md5"], sums.md5.to_hex().as_str());
+        assert_eq!(res.headers()["content-length"], "300000");
+        assert!(res.headers().contains_key("last-modified"));
+        assert_eq!(res.bytes().await.unwrap().as_ref(), data.as_slice());
+        for (range, from, to) in [
+            ("bytes=0-9", 0usize, 10usize),
+            ("bytes=299990-", 299_990, 300_000),
+            ("bytes=-5", 299_995, 300_000),
+            ("bytes=1000-1999", 1000, 2000),
+        ] {
+            let res = hub
+                .req(reqwest::Method::GET, "libs/org/acme/app-1.0.jar")
+                .header("Range", range)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+            assert_eq!(
+                res.headers()["content-range"].to_str().unwrap(),
+                format!("bytes {from}-{}/300000", to - 1),
+                "{range}"
+            );
+            assert_eq!(
+                res.bytes().await.unwrap().as_ref(),
+                &data[from..to],
+                "{store} {range}"
+            );
+        }
+        let res = hub
+            .req(reqwest::Method::GET, "libs/org/acme/app-1.0.jar")
+            .header("Range", "bytes=400000-")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+        let res = hub
+            .req(reqwest::Method::HEAD, "libs/org/acme/app-1.0.jar")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["content-length"], "300000");
+        assert!(res.bytes().await.unwrap().is_empty());
+
+        // A wrong claimed checksum stores nothing.
+        let res = hub
+            .req(reqwest::Method::PUT, "libs/bad.bin")
+            .header("X-Checksum-Md5", "00000000000000000000000000000000")
+            .body(b"payload".to_vec())
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("md5 mismatch"),
+            "{body}"
+        );
+        let res = hub
+            .req(reqwest::Method::GET, "libs/bad.bin")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+        // Checksum deploy: known content needs no body; unknown content is 404.
+        let res = hub
+            .req(reqwest::Method::PUT, "libs/copies/app.jar")
+            .header("X-Checksum-Deploy", "true")
+            .header("X-Checksum-Sha256", sums.sha256.to_hex())
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["size"], "300000");
+        let copy = hub
+            .req(reqwest::Method::GET, "libs/copies/app.jar")
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(copy.as_ref(), data.as_slice());
+        let res = hub
+            .req(reqwest::Method::PUT, "libs/copies/ghost.jar")
+            .header("X-Checksum-Deploy", "true")
+            .header("X-Checksum-Sha256", sha256_hex(b"never stored"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+        // Storage info: file, folder children, properties.
+        let (status, folder) = hub
+            .json(
+                hub.req(reqwest::Method::GET, "api/storage/libs/org/acme")
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            folder["children"],
+            json!([{"uri": "/app-1.0.jar", "folder": false}])
+        );
+        let (_, root) = hub
+            .json(
+                hub.req(reqwest::Method::GET, "api/storage/libs")
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+        let kids: Vec<&str> = root["children"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["uri"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids, ["/copies", "/org"]);
+        let (_, props) = hub
+            .json(
+                hub.req(
+                    reqwest::Method::GET,
+                    "api/storage/libs/org/acme/app-1.0.jar?properties",
+                )
+                .send()
+                .await
+                .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            props["properties"],
+            json!({"build.name": ["app"], "quality": ["ga", "lts"]})
+        );
+
+        // Set properties recursively on a folder, then delete one key.
+        let res = hub
+            .req(
+                reqwest::Method::PUT,
+                "api/storage/libs/org?properties=stage=qa;owner=team-a,team-b&recursive=1",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let (_, props) = hub
+            .json(
+                hub.req(
+                    reqwest::Method::GET,
+                    "api/storage/libs/org/acme/app-1.0.jar?properties=stage,owner",
+                )
+                .send()
+                .await
+                .unwrap(),
+            )
+            .await;
+        assert_eq!(
+            props["properties"],
+            json!({"owner": ["team-a", "team-b"], "stage": ["qa"]})
+        );
+        let res = hub
+            .req(
+                reqwest::Method::DELETE,
+                "api/storage/libs/org?properties=owner&recursive=1",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let res = hub
+            .req(
+                reqwest::Method::GET,
+                "api/storage/libs/org/acme/app-1.0.jar?properties=owner",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+        // Deleting a folder removes what is below it.
+        let res = hub
+            .req(reqwest::Method::DELETE, "libs/copies")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let res = hub
+            .req(reqwest::Method::GET, "libs/copies/app.jar")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        // The original still downloads: its blob was shared, not deleted.
+        let again = hub
+            .req(reqwest::Method::GET, "libs/org/acme/app-1.0.jar")
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(again.as_ref(), data.as_slice(), "{store}");
+    }
+}
+
+#[tokio::test]
+async fn large_file_streams_in_and_out() {
+    for store in stores() {
+        let hub = Hub::start(store);
+        hub.create_repo("big").await;
+        let data = content(100 << 20, 7);
+        let want = sha256_hex(&data);
+        let res = hub
+            .req(reqwest::Method::PUT, "big/images/disk.img")
+            .header("X-Checksum-Sha256", &want)
+            .body(data)
+            .send()
+            .await
+            .unwrap();
+        let (status, info) = hub.json(res).await;
+        assert_eq!(status, StatusCode::CREATED, "{store}: {info}");
+        assert_eq!(info["size"], (100u64 << 20).to_string());
+        let mut res = hub
+            .req(reqwest::Method::GET, "big/images/disk.img")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let mut hasher = waybill::digest::Sha256Hasher::new();
+        while let Some(chunk) = res.chunk().await.unwrap() {
+            hasher.update(&chunk);
+        }
+        assert_eq!(hasher.len(), 100 << 20);
+        assert_eq!(
+            hasher.finish().to_hex(),
+            want,
+            "{store}: downloaded bytes differ"
+        );
+    }
+}
+
+#[tokio::test]
+async fn builds_and_aql_on_every_store() {
+    for store in stores() {
+        let hub = Hub::start(store);
+        for repo in ["libs", "docker"] {
+            hub.create_repo(repo).await;
+        }
+        let files: [(&str, usize); 5] = [
+            ("libs/org/acme/app-1.0.jar;build.name=app;quality=ga", 100),
+            ("libs/org/acme/app-1.0-sources.jar;build.name=app", 40),
+            ("libs/org/acme/lib.tgz;quality=rejected", 7),
+            ("docker/img/manifest.json;rank=10", 2),
+            ("docker/readme.md;rank=9", 9),
+        ];
+        for (i, (path, size)) in files.iter().enumerate() {
+            let (status, body) = hub.deploy(path, content(*size, i as u32)).await;
+            assert_eq!(status, StatusCode::CREATED, "{path}: {body}");
+        }
+
+        let names = |v: &Value| -> Vec<String> {
+            v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}/{}",
+                        r["repo"].as_str().unwrap_or("?"),
+                        r["name"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        };
+        let cases: Vec<(&str, Vec<&str>)> = vec![
+            (
+                r#"items.find({"repo":"docker"})"#,
+                vec!["docker/img", "docker/manifest.json", "docker/readme.md"],
+            ),
+            (r#"items.find({"@quality":"ga"})"#, vec!["libs/app-1.0.jar"]),
+            (
+                r#"items.find({"type":"file","$or":[{"@quality":"rejected"},{"@rank":{"$gt":"9"}}]})"#,
+                vec!["docker/manifest.json", "libs/lib.tgz"],
+            ),
+            (
+                r#"items.find({"repo":"libs","name":{"$match":"app-*.jar","$nmatch":"*sources*"}})"#,
+                vec!["libs/app-1.0.jar"],
+            ),
+            (
+                r#"items.find({"type":"file","$or":[{"name":"lib.tgz","name":"readme.md"}]})"#,
+                vec!["docker/readme.md", "libs/lib.tgz"],
+            ),
+            (
+                r#"items.find({"type":"file"}).sort({"$desc":["size"]}).limit(2)"#,
+                vec!["libs/app-1.0.jar", "libs/app-1.0-sources.jar"],
+            ),
+            (
+                r#"items.find({"type":"file"}).sort({"$asc":["size","name"]}).offset(1).limit(2)"#,
+                vec!["libs/lib.tgz", "docker/readme.md"],
+            ),
+            (
+                r#"items.find({"path":{"$match":"org/*"},"size":{"$lt":50}})"#,
+                vec!["libs/app-1.0-sources.jar", "libs/lib.tgz"],
+            ),
+        ];
+        for (query, expected) in cases {
+            let (status, body) = hub.aql(query).await;
+            assert_eq!(status, StatusCode::OK, "{query}: {body}");
+            assert_eq!(names(&body), expected, "{store}: {query}");
+            let n = expected.len();
+            assert_eq!(body["range"]["total"], n, "{query}");
+        }
+        let (_, paged) = hub
+            .aql(r#"items.find({"type":"file"}).sort({"$asc":["name"]}).offset(1).limit(2)"#)
+            .await;
+        assert_eq!(
+            paged["range"],
+            json!({"start_pos": 1, "end_pos": 3, "total": 2, "limit": 2})
+        );
+
+        // The JFrog CLI's include list, with properties.
+        let (_, body) = hub
+            .aql(r#"items.find({"repo":"libs","name":"app-1.0.jar"}).include("name","repo","path","actual_md5","actual_sha1","sha256","size","type","modified","created","property")"#)
+            .await;
+        let r = &body["results"][0];
+        let data = content(100, 0);
+        let sums = waybill::digest::Ingest::of(&data);
+        assert_eq!(r["path"], "org/acme");
+        assert_eq!(r["size"], 100);
+        assert_eq!(r["type"], "file");
+        assert_eq!(r["sha256"], sums.sha256.to_hex());
+        assert_eq!(r["actual_sha1"], sums.sha1.to_hex());
+        assert_eq!(r["actual_md5"], sums.md5.to_hex());
+        assert!(r["created"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(
+            r["properties"],
+            json!([{"key": "build.name", "value": "app"}, {"key": "quality", "value": "ga"}])
+        );
+
+        // A build record, read back and resolved by AQL to its items.
+        let build = json!({
+            "version": "1.0.1", "name": "app", "number": "42", "started": "2024-05-01T10:00:00.000+0000",
+            "modules": [{"id": "org.acme:app:1.0", "artifacts": [
+                {"type": "jar", "name": "app-1.0.jar", "sha256": sums.sha256.to_hex(), "sha1": sums.sha1.to_hex(), "md5": sums.md5.to_hex()}
+            ], "dependencies": [
+                {"id": "readme.md", "type": "md", "sha1": waybill::digest::Ingest::of(&content(9, 4)).sha1.to_hex()}
+            ]}]
+        });
+        let res = hub
+            .req(reqwest::Method::PUT, "api/build")
+            .json(&build)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::NO_CONTENT,
+            "{}",
+            res.text().await.unwrap()
+        );
+        let (status, got) = hub
+            .json(
+                hub.req(reqwest::Method::GET, "api/build/app/42")
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            got["buildInfo"]["modules"][0]["artifacts"][0]["sha256"],
+            sums.sha256.to_hex()
+        );
+        let (status, found) = hub
+            .aql(r#"builds.find({"name":"app","number":"42"}).include("module.artifact.item")"#)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        let items: Vec<&str> = found["results"][0]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(items, ["app-1.0.jar", "readme.md"], "{store}");
+        let res = hub
+            .req(reqwest::Method::GET, "api/build/app/43")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_that_names_the_problem() {
+    let hub = Hub::start("sqlite");
+    hub.create_repo("libs").await;
+    let malformed = [
+        ("items.find({\"repo\":\"libs\",})", "expected a quoted key"),
+        (
+            "items.find({\"colour\":\"red\"})",
+            "unknown item field 'colour'",
+        ),
+        (
+            "items.find({\"name\":{\"$like\":\"a\"}})",
+            "unknown operator '$like'",
+        ),
+        (
+            "items.find({\"size\":{\"$gt\":\"big\"}})",
+            "not a whole number",
+        ),
+        (
+            "items.find({}).sort({\"$up\":[\"name\"]})",
+            "expected $asc or $desc",
+        ),
+        ("items.find({}).limit(x)", "expected a value"),
+        ("items.find(", "expected a value"),
+        ("", "expected a domain"),
+        ("builds.find({\"name\":\"app\"})", "needs both"),
+    ];
+    for (query, fragment) in malformed {
+        let (status, body) = hub.aql(query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["status_code"], 400);
+        let msg = body["message"].as_str().unwrap();
+        assert!(msg.contains(fragment), "{query}: {msg}");
+    }
+    // HTTP clients normalise `..` away, so these go over a raw socket, as an attacker would send them.
+    let bad_paths = [
+        ("/artifactory/libs/a/../b", "'..'"),
+        ("/artifactory/libs/a/%2e%2e/b", "'..'"),
+        ("/artifactory/libs/..", "'..'"),
+        ("/artifactory/libs//etc/passwd", "absolute"),
+        ("/artifactory/libs/a%00b", "U+0000"),
+        ("/artifactory/libs/a%5Cb", r"must not contain '\\'"),
+    ];
+    for (path, fragment) in bad_paths {
+        let (status, body) = raw_put(&hub.server.base, path).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.contains(fragment), "{path}: {body}");
+    }
+    let (status, body) = hub
+        .json(
+            hub.req(reqwest::Method::GET, "api/storage/libs")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        (status, &body["children"]),
+        (StatusCode::OK, &json!([])),
+        "nothing was written"
+    );
+    let (status, body) = hub.deploy("nope/a.txt", b"x".to_vec()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = hub.deploy("bad key!/a.txt", b"x".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("repository key"),
+        "{body}"
+    );
+    // A file where a folder is needed, and the reverse.
+    assert_eq!(
+        hub.deploy("libs/a/file", b"x".to_vec()).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        hub.deploy("libs/a/file/below", b"x".to_vec()).await.0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        hub.deploy("libs/a", b"x".to_vec()).await.0,
+        StatusCode::CONFLICT
+    );
+    let res = hub
+        .req(
+            reqwest::Method::PUT,
+            "api/storage/libs/a/file?properties=novalue",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = hub
+        .req(reqwest::Method::PUT, "api/repositories/libs")
+        .json(&json!({"rclass": "local"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "duplicate repository"
+    );
+    let res = hub
+        .req(reqwest::Method::PUT, "api/repositories/remote1")
+        .json(&json!({"rclass": "remote"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::BAD_REQUEST,
+        "remote repositories are not supported"
+    );
+    let res = hub
+        .req(reqwest::Method::PUT, "api/build")
+        .json(&json!({"name": "a/b", "number": "1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn system_endpoints_and_auth() {
+    let hub = Hub::start("sqlite");
+    let ping = hub
+        .http
+        .get(hub.url("api/system/ping"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ping.status(), StatusCode::OK);
+    assert_eq!(ping.text().await.unwrap(), "OK");
+    let anon = hub
+        .http
+        .get(hub.url("api/system/version"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+    let (status, v) = hub
+        .json(
+            hub.req(reqwest::Method::GET, "api/system/version")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let version: Vec<u32> = v["version"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(version >= vec![7, 136, 0], "{v}");
+    assert_eq!(v["addons"], json!([]));
+    let anon_deploy = hub
+        .http
+        .put(hub.url("libs/a.txt"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon_deploy.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Sends `PUT <path>` with a one-byte body exactly as written, returning the status and body.
+async fn raw_put(base: &str, path: &str) -> (u16, String) {
+    use base64::Engine;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_PW}"));
+    let req = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
