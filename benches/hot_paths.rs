@@ -2,11 +2,12 @@
 //! same run (report ratios, not absolute times: these machines are noisy).
 //!
 //! - `edge_selection`: `RuleSet::select` vs escaped, anchored regexes.
-//! - `checksum`: the core's `Sha256Hasher` fed 64 KiB chunks vs one raw ring digest.
+//! - `checksum`: the core's `Sha256Hasher` and three-digest `Ingest` (the deploy
+//!   path) fed 64 KiB chunks, beside raw ring SHA-256 and raw MD5.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use waybill::digest::Sha256Hasher;
+use waybill::digest::{Ingest, Sha256Hasher};
 use waybill::rules::{DistributionRule, RuleSet, fold};
 use waybill::site::EdgeSite;
 
@@ -132,6 +133,21 @@ fn checksum(c: &mut Criterion) {
     });
     group.bench_function("raw_ring_sha256_baseline", |b| {
         b.iter(|| black_box(ring::digest::digest(&ring::digest::SHA256, &data)))
+    });
+    group.bench_function("ingest_sha256_sha1_md5_64k_chunks", |b| {
+        b.iter(|| {
+            let mut i = Ingest::new();
+            for chunk in data.chunks(64 << 10) {
+                i.update(chunk);
+            }
+            black_box(i.finish())
+        })
+    });
+    group.bench_function("raw_md5_baseline", |b| {
+        b.iter(|| {
+            use md5::Digest;
+            black_box(md5::Md5::digest(&data))
+        })
     });
     group.finish();
 }

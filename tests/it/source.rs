@@ -753,3 +753,59 @@ async fn raw_put(base: &str, path: &str) -> (u16, String) {
     let body = out.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
     (status, body)
 }
+
+#[tokio::test]
+async fn blobs_live_exactly_as_long_as_a_file_references_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data_dir = tmp.path().join("data");
+    let server = Launch::new(&data_dir).start();
+    let hub = Hub {
+        server,
+        http: client(),
+        _tmp: tempfile::tempdir().unwrap(),
+    };
+    hub.create_repo("r").await;
+    let a = content(5000, 11);
+    let b = content(6000, 12);
+    let blob_file = |data: &[u8]| {
+        let hex = sha256_hex(data);
+        data_dir.join("blobs/sha256").join(&hex[..2]).join(hex)
+    };
+    assert_eq!(hub.deploy("r/p1", a.clone()).await.0, StatusCode::CREATED);
+    assert_eq!(hub.deploy("r/p2", a.clone()).await.0, StatusCode::CREATED);
+    assert!(blob_file(&a).exists());
+    // Overwriting p1 keeps A: p2 still references it.
+    assert_eq!(hub.deploy("r/p1", b.clone()).await.0, StatusCode::CREATED);
+    assert!(blob_file(&a).exists());
+    let got = hub
+        .req(reqwest::Method::GET, "r/p2")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), a.as_slice());
+    // Overwriting p2 drops the last reference to A.
+    assert_eq!(hub.deploy("r/p2", b.clone()).await.0, StatusCode::CREATED);
+    assert!(!blob_file(&a).exists(), "unreferenced blob was kept");
+    assert!(blob_file(&b).exists());
+    // A failed deploy leaves no orphan either.
+    let c = content(100, 13);
+    assert_eq!(
+        hub.deploy("r/p1/below", c.clone()).await.0,
+        StatusCode::CONFLICT
+    );
+    assert!(
+        !blob_file(&c).exists(),
+        "a refused deploy left its blob behind"
+    );
+    // Deleting the repository frees everything.
+    let res = hub
+        .req(reqwest::Method::DELETE, "api/repositories/r")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(!blob_file(&b).exists());
+}

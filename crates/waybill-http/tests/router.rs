@@ -131,3 +131,41 @@ async fn basic_credentials_without_a_colon_are_refused() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn read_only_mode_mounts_no_writing_route() {
+    let (_, store) = app().await;
+    let id = ServiceId::new(ServiceKind::Edge, ulid_from_parts(1, 2));
+    let state = AppState::new(store, Arc::new(MemoryBlobStore::new()), id);
+    let edge = waybill_http::source::routes(waybill_http::source::Mode::ReadOnly)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            waybill_http::auth::require_auth,
+        ))
+        .with_state(state);
+    let admin = Some(basic("admin", "root-pw"));
+    for (method, path) in [
+        ("PUT", "/artifactory/libs/a.txt"),
+        ("DELETE", "/artifactory/libs/a.txt"),
+        ("PUT", "/artifactory/api/repositories/libs"),
+        ("DELETE", "/artifactory/api/repositories/libs"),
+        ("PUT", "/artifactory/api/storage/libs/a.txt?properties=a=b"),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", admin.clone().unwrap());
+        let res = edge
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+    }
+    let (status, _) = call(&edge, "GET", "/artifactory/api/repositories", admin.clone()).await;
+    assert_eq!(status, StatusCode::OK, "reads stay available");
+}
