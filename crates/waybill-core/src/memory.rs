@@ -62,20 +62,6 @@ fn conflict(op: &'static str, what: String) -> StoreError {
     StoreError::new(StoreErrorKind::Conflict, op, what)
 }
 
-/// Checks that a transaction step did not rename its record.
-pub(crate) fn check_same_version(
-    before: &ReleaseBundleVersion,
-    after: &ReleaseBundleVersion,
-) -> Result<(), Error> {
-    if before.name != after.name || before.version != after.version {
-        return Err(Error::invalid(
-            "version",
-            "an update cannot change a version's name or version",
-        ));
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl SystemRepo for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -137,9 +123,7 @@ impl BundleRepo for MemoryStore {
                 what: format!("release bundle version {name}/{version}"),
             });
         };
-        let mut next = current.clone();
-        update(&mut next)?;
-        check_same_version(current, &next)?;
+        let next = apply_version_update(current, update)?;
         if let Some(slot) = inner.versions.get_mut(&key) {
             slot.1 = next.clone();
         }
@@ -281,9 +265,7 @@ impl TrackerRepo for MemoryStore {
                 what: format!("distribution tracker {id}"),
             });
         };
-        let mut next = current.clone();
-        update(&mut next)?;
-        check_same_tracker(id, &next)?;
+        let next = apply_tracker_update(current, update)?;
         inner.trackers.insert(id, next.clone());
         Ok(next)
     }
@@ -315,17 +297,6 @@ impl TrackerRepo for MemoryStore {
             .retain(|_, t| !(&t.name == name && &t.version == version));
         Ok((before - inner.trackers.len()) as u64)
     }
-}
-
-/// Checks that a transaction step did not change the tracker id.
-pub(crate) fn check_same_tracker(id: TrackerId, after: &Tracker) -> Result<(), Error> {
-    if after.id != id {
-        return Err(Error::invalid(
-            "id",
-            "an update cannot change a tracker's id",
-        ));
-    }
-    Ok(())
 }
 
 #[async_trait]

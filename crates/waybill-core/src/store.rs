@@ -53,6 +53,38 @@ pub type VersionUpdate = Box<dyn FnOnce(&mut ReleaseBundleVersion) -> Result<(),
 /// A domain step inside a tracker transaction; an `Err` aborts it.
 pub type TrackerUpdate = Box<dyn FnOnce(&mut Tracker) -> Result<(), Error> + Send>;
 
+/// Runs a version transaction's domain step on a copy of `current`, and
+/// refuses a step that renamed it. Every backend calls this inside its write
+/// transaction, so they all apply the same rules.
+pub fn apply_version_update(
+    current: &ReleaseBundleVersion,
+    update: VersionUpdate,
+) -> Result<ReleaseBundleVersion, Error> {
+    let mut next = current.clone();
+    update(&mut next)?;
+    if next.name != current.name || next.version != current.version {
+        return Err(Error::Invalid {
+            field: "version",
+            reason: "an update cannot change a version's name or version".into(),
+        });
+    }
+    Ok(next)
+}
+
+/// Runs a tracker transaction's domain step on a copy of `current`, and
+/// refuses a step that changed its id.
+pub fn apply_tracker_update(current: &Tracker, update: TrackerUpdate) -> Result<Tracker, Error> {
+    let mut next = current.clone();
+    update(&mut next)?;
+    if next.id != current.id {
+        return Err(Error::Invalid {
+            field: "id",
+            reason: "an update cannot change a tracker's id".into(),
+        });
+    }
+    Ok(next)
+}
+
 /// Store health and small named settings.
 #[async_trait]
 pub trait SystemRepo: Send + Sync + Debug {

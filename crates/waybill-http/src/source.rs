@@ -151,6 +151,28 @@ fn parse_target(repo: &str, raw_path: &str) -> Result<(RepoKey, ItemPath, Props)
     Ok((key, path, props))
 }
 
+/// The checks every content-changing request makes: a valid target below the
+/// root of an existing, writable repository, and a caller allowed to deploy.
+async fn writable_target(
+    state: &AppState,
+    who: &Principal,
+    repo: &str,
+    raw_path: &str,
+    root_refusal: &str,
+) -> Result<(RepoKey, ItemPath, Props), ApiError> {
+    let (key, path, props) = parse_target(repo, raw_path)?;
+    require_deploy(who, key.as_str())?;
+    if existing_repo(state, &key).await?.read_only {
+        return Err(ApiError::forbidden(format!(
+            "repository '{key}' is read-only"
+        )));
+    }
+    if path.is_root() {
+        return Err(ApiError::bad_request(root_refusal.to_string()));
+    }
+    Ok((key, path, props))
+}
+
 async fn existing_repo(state: &AppState, key: &RepoKey) -> Result<Repository, ApiError> {
     state
         .store
@@ -357,19 +379,14 @@ async fn deploy(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (key, path, props) = parse_target(&repo, &raw_path)?;
-    require_deploy(&who, key.as_str())?;
-    let repository = existing_repo(&state, &key).await?;
-    if repository.read_only {
-        return Err(ApiError::forbidden(format!(
-            "repository '{key}' is read-only"
-        )));
-    }
-    if path.is_root() {
-        return Err(ApiError::bad_request(
-            "a deploy needs a path below the repository",
-        ));
-    }
+    let (key, path, props) = writable_target(
+        &state,
+        &who,
+        &repo,
+        &raw_path,
+        "a deploy needs a path below the repository",
+    )
+    .await?;
     let expected = Expected {
         sha256: header_digest(&headers, "x-checksum-sha256")?,
         sha1: header_digest::<20>(&headers, "x-checksum-sha1")?,
@@ -642,19 +659,14 @@ async fn delete_path(
     who: Principal,
     Path((repo, raw_path)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (key, path, _) = parse_target(&repo, &raw_path)?;
-    require_deploy(&who, key.as_str())?;
-    let repository = existing_repo(&state, &key).await?;
-    if repository.read_only {
-        return Err(ApiError::forbidden(format!(
-            "repository '{key}' is read-only"
-        )));
-    }
-    if path.is_root() {
-        return Err(ApiError::bad_request(
-            "delete the repository itself with DELETE /artifactory/api/repositories/{key}",
-        ));
-    }
+    let (key, path, _) = writable_target(
+        &state,
+        &who,
+        &repo,
+        &raw_path,
+        "delete the repository itself with DELETE /artifactory/api/repositories/{key}",
+    )
+    .await?;
     let removed = state.store.delete_item(&key, &path).await?;
     if removed.is_empty() {
         return Err(ApiError::not_found(format!("{key}/{path} does not exist")));

@@ -335,14 +335,7 @@ impl BundleRepo for SledStore {
                     what: format!("release bundle version {name}/{version}"),
                 });
             };
-            let mut next = stored.version.clone();
-            update(&mut next)?;
-            if next.name != stored.version.name || next.version != stored.version.version {
-                return Err(Error::Invalid {
-                    field: "version",
-                    reason: "an update cannot change a version's name or version".into(),
-                });
-            }
+            let next = apply_version_update(&stored.version, update)?;
             w.put(
                 k,
                 &StoredVersion {
@@ -586,18 +579,12 @@ impl TrackerRepo for SledStore {
     async fn update_tracker(&self, id: TrackerId, update: TrackerUpdate) -> Result<Tracker, Error> {
         self.write("update_tracker", move |w| {
             let k = tracker_key(id);
-            let Some(mut next) = w.get::<Tracker>(&k)? else {
+            let Some(current) = w.get::<Tracker>(&k)? else {
                 return Err(Error::NotFound {
                     what: format!("distribution tracker {id}"),
                 });
             };
-            update(&mut next)?;
-            if next.id != id {
-                return Err(Error::Invalid {
-                    field: "id",
-                    reason: "an update cannot change a tracker's id".into(),
-                });
-            }
+            let next = apply_tracker_update(&current, update)?;
             w.put(k, &next)?;
             Ok(next)
         })

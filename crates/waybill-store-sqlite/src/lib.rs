@@ -379,14 +379,7 @@ impl BundleRepo for SqliteStore {
             .ok_or_else(|| Error::NotFound {
                 what: format!("release bundle version {name}/{version}"),
             })?;
-            let mut next = current.clone();
-            update(&mut next)?;
-            if next.name != current.name || next.version != current.version {
-                return Err(Error::Invalid {
-                    field: "version",
-                    reason: "an update cannot change a version's name or version".into(),
-                });
-            }
+            let next = apply_version_update(&current, update)?;
             execute(
                 tx,
                 "update_version",
@@ -667,14 +660,7 @@ impl TrackerRepo for SqliteStore {
             .ok_or_else(|| Error::NotFound {
                 what: format!("distribution tracker {id}"),
             })?;
-            let mut next = current;
-            update(&mut next)?;
-            if next.id != id {
-                return Err(Error::Invalid {
-                    field: "id",
-                    reason: "an update cannot change a tracker's id".into(),
-                });
-            }
+            let next = apply_tracker_update(&current, update)?;
             execute(
                 tx,
                 OP,
