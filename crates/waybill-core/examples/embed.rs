@@ -30,6 +30,7 @@ async fn main() -> Result<(), waybill_core::Error> {
         target_repo_path: "releases/fw/fw.bin".into(),
         size: 14,
         props: Default::default(),
+        scan: None,
     });
     store.create_version(rb).await?;
 

@@ -117,6 +117,18 @@ pub struct BundleArtifact {
     pub size: u64,
     /// Properties, including added ones.
     pub props: Props,
+    /// The scan hook's verdict, once a scan ran.
+    #[serde(default)]
+    pub scan: Option<ScanInfo>,
+}
+
+/// What the scan hook decided about an artifact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanInfo {
+    /// Whether the artifact blocks distribution.
+    pub blocked: bool,
+    /// Why, when blocked.
+    pub blocked_reason: Option<String>,
 }
 
 /// A release bundle version.
@@ -144,6 +156,9 @@ pub struct ReleaseBundleVersion {
     pub archived: bool,
     /// Where it is in its life; only `VersionState::apply` decides changes.
     pub state: VersionState,
+    /// The signatures, once signed.
+    #[serde(default)]
+    pub signature: Option<crate::signing::BundleSignature>,
 }
 
 impl ReleaseBundleVersion {
@@ -169,12 +184,30 @@ impl ReleaseBundleVersion {
             storing_repository: Self::DEFAULT_STORING_REPOSITORY.to_string(),
             archived: false,
             state: VersionState::Open,
+            signature: None,
         }
     }
 
     /// Total size of the artifacts, in bytes.
     pub fn total_size(&self) -> u64 {
         self.artifacts.iter().map(|a| a.size).sum()
+    }
+
+    /// Whether the scan hook blocked any artifact, and the first reason.
+    pub fn blocked(&self) -> Option<String> {
+        self.artifacts.iter().find_map(|a| match &a.scan {
+            Some(ScanInfo {
+                blocked: true,
+                blocked_reason,
+            }) => Some(format!(
+                "{}: {}",
+                a.source_repo_path,
+                blocked_reason
+                    .as_deref()
+                    .unwrap_or("blocked by the scan policy")
+            )),
+            _ => None,
+        })
     }
 
     /// `name/version`, for messages.

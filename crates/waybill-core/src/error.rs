@@ -42,6 +42,9 @@ pub enum Error {
         /// A human description of the existing record.
         what: String,
     },
+    /// A signing key could not sign (after it was unlocked); not the caller's fault.
+    #[error("signing failed: {0}")]
+    Signing(String),
     /// The store failed; the domain did not refuse anything.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -29,6 +29,8 @@ pub enum VersionEvent {
     Sign,
     /// Send it to edges.
     Distribute,
+    /// Record a scan verdict (metadata outside the signed payload).
+    Scan,
     /// Remove it.
     Delete,
 }
@@ -54,6 +56,7 @@ impl VersionState {
             (S::Open, E::Update) => S::Open,
             (S::Open, E::Sign) => S::Signed,
             (S::Signed, E::Distribute) => S::Signed,
+            (state, E::Scan) => state,
             (_, E::Delete) => return Ok(After::Deleted),
             (S::Open, E::Distribute) | (S::Signed, E::Update | E::Sign) => {
                 return Err(Error::Transition { state: self, event });
@@ -73,10 +76,11 @@ impl VersionState {
 
 impl VersionEvent {
     /// All events, for exhaustive tests.
-    pub const ALL: [VersionEvent; 4] = [
+    pub const ALL: [VersionEvent; 5] = [
         VersionEvent::Update,
         VersionEvent::Sign,
         VersionEvent::Distribute,
+        VersionEvent::Scan,
         VersionEvent::Delete,
     ];
 }
@@ -93,6 +97,7 @@ impl fmt::Display for VersionEvent {
             VersionEvent::Update => "updated",
             VersionEvent::Sign => "signed",
             VersionEvent::Distribute => "distributed",
+            VersionEvent::Scan => "scanned",
             VersionEvent::Delete => "deleted",
         })
     }
@@ -121,10 +126,12 @@ mod tests {
 OPEN + Update: -> OPEN
 OPEN + Sign: -> SIGNED
 OPEN + Distribute: refused: release bundle version is OPEN; it cannot be distributed
+OPEN + Scan: -> OPEN
 OPEN + Delete: -> deleted
 SIGNED + Update: refused: release bundle version is SIGNED; it cannot be updated
 SIGNED + Sign: refused: release bundle version is SIGNED; it cannot be signed
 SIGNED + Distribute: -> SIGNED
+SIGNED + Scan: -> SIGNED
 SIGNED + Delete: -> deleted
 ";
         assert_eq!(table, expected);

@@ -52,6 +52,7 @@ pub fn version(n: &str, v: &str, created: Millis) -> ReleaseBundleVersion {
             target_repo_path: format!("prod/{n}/{i}.bin"),
             size: 1000 + i,
             props: [("stage".to_string(), vec!["ga".to_string()])].into(),
+            scan: None,
         })
         .collect();
     rb

@@ -20,7 +20,7 @@ pub mod parse;
 use std::cmp::Ordering;
 
 use crate::Error;
-use crate::artifact::{Item, ItemKind, RepoKey};
+use crate::artifact::{Item, RepoKey};
 use crate::bundle::Millis;
 use crate::digest::Sha256;
 use crate::rules::Pattern;
@@ -635,6 +635,17 @@ pub struct Query {
     pub limit: Option<u64>,
     /// Builds only: which criteria were given, as (key, value) equalities.
     pub build_criteria: Vec<(String, String)>,
+    /// Builds only: which of the build's files to return.
+    pub build_parts: BuildParts,
+}
+
+/// Which files of a build a `builds.find` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildParts {
+    /// `module.artifact.item`
+    pub artifacts: bool,
+    /// `module.dependency.item`
+    pub dependencies: bool,
 }
 
 fn whole_number(v: &Value, what: &str) -> Result<u64, Error> {
@@ -766,6 +777,10 @@ impl Query {
             offset: 0,
             limit: None,
             build_criteria,
+            build_parts: BuildParts {
+                artifacts: true,
+                dependencies: true,
+            },
         };
         let mut seen: Vec<&str> = Vec::new();
         for call in &raw.calls {
@@ -786,7 +801,9 @@ impl Query {
                 }
             };
             match call.name.as_str() {
-                "include" if domain == Domain::Builds => q.include.fields.clear(),
+                "include" if domain == Domain::Builds => {
+                    q.build_parts = build_include(&call.args, call.pos)?
+                }
                 "include" => q.include = include(&call.args, call.pos)?,
                 "sort" => q.sort = Some(sort(&call.args, call.pos)?),
                 "offset" => q.offset = whole_number(one("offset")?, "offset")?,
@@ -825,6 +842,33 @@ impl Query {
     }
 }
 
+fn build_include(args: &[Value], pos: Pos) -> Result<BuildParts, Error> {
+    let mut parts = BuildParts {
+        artifacts: false,
+        dependencies: false,
+    };
+    for a in args {
+        match a {
+            Value::Str(s, _) if s == "module.artifact.item" || s == "module.artifact" => {
+                parts.artifacts = true
+            }
+            Value::Str(s, _) if s == "module.dependency.item" || s == "module.dependency" => {
+                parts.dependencies = true
+            }
+            other => {
+                return Err(error_at(
+                    other.pos(),
+                    "builds.find includes \"module.artifact.item\" and/or \"module.dependency.item\"",
+                ));
+            }
+        }
+    }
+    if !parts.artifacts && !parts.dependencies {
+        return Err(error_at(pos, "include needs at least one field"));
+    }
+    Ok(parts)
+}
+
 fn build_members(members: &[(String, Pos, Value)]) -> Result<Vec<(String, String)>, Error> {
     members
         .iter()
@@ -852,9 +896,76 @@ pub async fn run_items(store: &dyn ItemRepo, query: &Query) -> Result<Vec<Item>,
     Ok(query.order_and_page(matching))
 }
 
-/// Whether a query for `kind` items makes sense (for callers that only want files).
-pub fn is_file(item: &Item) -> bool {
-    item.kind == ItemKind::File
+/// The build a `builds.find` names, and the items its chosen files resolve
+/// to: by SHA-256 where the build recorded one, else by name and SHA-1.
+/// `Ok(None)` when the build does not exist.
+pub async fn run_build(
+    store: &dyn ItemRepo,
+    query: &Query,
+) -> Result<Option<(crate::artifact::Build, Vec<Item>)>, Error> {
+    let get = |k: &str| {
+        query
+            .build_criteria
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.clone())
+    };
+    let (Some(name), Some(number)) = (get("name"), get("number")) else {
+        return Err(Error::invalid(
+            "aql",
+            "builds.find needs both \"name\" and \"number\"",
+        ));
+    };
+    let Some(build) = store.get_build(&name, &number).await? else {
+        return Ok(None);
+    };
+    let parts = query.build_parts;
+    let files = build.modules.iter().flat_map(|m| {
+        let a = m.artifacts.iter().filter(move |_| parts.artifacts);
+        let d = m.dependencies.iter().filter(move |_| parts.dependencies);
+        a.chain(d)
+    });
+    let mut out: Vec<Item> = Vec::new();
+    for f in files {
+        let found = match (f.sha256, f.sha1) {
+            (Some(sha), _) => {
+                store
+                    .find_items(&ItemHint {
+                        sha256: Some(sha),
+                        ..Default::default()
+                    })
+                    .await?
+            }
+            (None, Some(sha1)) => store
+                .find_items(&ItemHint {
+                    name: Some(f.name.clone()),
+                    ..Default::default()
+                })
+                .await?
+                .into_iter()
+                .filter(|i| i.checksums.is_some_and(|c| c.sha1 == sha1))
+                .collect(),
+            _ => vec![],
+        };
+        for i in found {
+            if !out.iter().any(|o| o.repo == i.repo && o.path == i.path) {
+                out.push(i);
+            }
+        }
+    }
+    Ok(Some((build, out)))
+}
+
+/// Runs any query and returns the items it finds (for `builds.find`, the
+/// build's items), as release bundle creation needs them.
+pub async fn run(store: &dyn ItemRepo, query: &Query) -> Result<Vec<Item>, Error> {
+    match query.domain {
+        Domain::Items => run_items(store, query).await,
+        Domain::Builds => Ok(run_build(store, query)
+            .await?
+            .map(|(_, items)| items)
+            .unwrap_or_default()),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,218 @@
+//! Gathering a version's artifacts from the source repository: run each
+//! spec query's AQL, map source paths to target paths, merge added
+//! properties, and refuse anything that would put a file outside a
+//! repository or two files on one path.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+
+use crate::Error;
+use crate::aql::{self, Query};
+use crate::artifact::{ItemKind, ItemPath, RepoKey};
+use crate::bundle::{BundleArtifact, Props, Spec, SpecQuery};
+use crate::store::ItemRepo;
+
+fn invalid(reason: String) -> Error {
+    Error::Invalid {
+        field: "spec",
+        reason,
+    }
+}
+
+/// Fills in defaults: a query without a name is `query-{index}`.
+pub fn normalise_spec(mut spec: Spec) -> Spec {
+    for (i, q) in spec.queries.iter_mut().enumerate() {
+        if q.query_name.trim().is_empty() {
+            q.query_name = SpecQuery::default_name(i);
+        }
+    }
+    spec
+}
+
+/// Applies the first mapping whose regex matches `source`; `$1`… in the
+/// output are capture groups. Without a matching mapping the path is kept.
+pub fn map_path(mappings: &[(Regex, String)], source: &str) -> String {
+    for (re, output) in mappings {
+        if re.is_match(source) {
+            // `$1` followed by text must not read as a group named `1text`.
+            let braced = braced_groups(output);
+            return re.replace(source, braced.as_str()).into_owned();
+        }
+    }
+    source.to_string()
+}
+
+fn braced_groups(output: &str) -> String {
+    let mut out = String::with_capacity(output.len() + 8);
+    let mut chars = output.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            let mut n = String::new();
+            while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                n.push(*d);
+                chars.next();
+            }
+            out.push_str(&format!("${{{n}}}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Checks that a mapped target names a file inside a repository.
+pub fn check_target(target: &str) -> Result<(RepoKey, ItemPath), String> {
+    if target.trim().is_empty() {
+        return Err("an empty path".into());
+    }
+    if target.starts_with('/') {
+        return Err(format!("the absolute path '{target}'"));
+    }
+    let (repo, rest) = target.split_once('/').unwrap_or((target, ""));
+    let repo = RepoKey::parse(repo)
+        .map_err(|e| format!("'{target}', which is outside any repository ({e})"))?;
+    let path = ItemPath::parse(rest).map_err(|e| format!("'{target}' ({e})"))?;
+    if path.is_root() {
+        return Err(format!("'{target}', a repository root rather than a file"));
+    }
+    Ok((repo, path))
+}
+
+fn merge_props(into: &mut Props, added: &[crate::bundle::AddedProp]) {
+    for p in added {
+        let values = into.entry(p.key.clone()).or_default();
+        for v in &p.values {
+            if !values.contains(v) {
+                values.push(v.clone());
+            }
+        }
+    }
+}
+
+/// Runs every query of `spec` and returns the version's artifacts, in query
+/// order and, within a query, in path order.
+pub async fn gather(store: &dyn ItemRepo, spec: &Spec) -> Result<Vec<BundleArtifact>, Error> {
+    let mut artifacts: Vec<BundleArtifact> = Vec::new();
+    // target path -> index in `artifacts`
+    let mut targets: BTreeMap<String, usize> = BTreeMap::new();
+    for q in &spec.queries {
+        let name = &q.query_name;
+        let query = Query::parse(&q.aql).map_err(|e| match e {
+            Error::Invalid { reason, .. } => invalid(format!("query '{name}': {reason}")),
+            other => other,
+        })?;
+        let mappings = q
+            .mappings
+            .iter()
+            .enumerate()
+            .map(|(j, m)| {
+                Regex::new(&m.input)
+                    .map(|re| (re, m.output.clone()))
+                    .map_err(|e| {
+                        invalid(format!(
+                            "query '{name}': mapping {j} input '{}' is not a regex: {e}",
+                            m.input
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for item in aql::run(store, &query)
+            .await?
+            .into_iter()
+            .filter(|i| i.kind == ItemKind::File)
+        {
+            let Some(sums) = item.checksums else { continue };
+            let source = item.repo_path();
+            let target = map_path(&mappings, &source);
+            check_target(&target).map_err(|why| {
+                invalid(format!("query '{name}': artifact '{source}' maps to {why}"))
+            })?;
+            let mut props = item.props.clone();
+            merge_props(&mut props, &q.added_props);
+            if let Some(&at) = targets.get(&target) {
+                let existing = &mut artifacts[at];
+                if existing.source_repo_path != source {
+                    return Err(invalid(format!(
+                        "query '{name}': artifacts '{}' and '{source}' both map to '{target}'",
+                        existing.source_repo_path
+                    )));
+                }
+                // The same file gathered twice: one artifact, properties merged.
+                for (k, vs) in props {
+                    let values = existing.props.entry(k).or_default();
+                    for v in vs {
+                        if !values.contains(&v) {
+                            values.push(v);
+                        }
+                    }
+                }
+                continue;
+            }
+            targets.insert(target.clone(), artifacts.len());
+            artifacts.push(BundleArtifact {
+                checksum: sums.sha256,
+                source_repo_path: source,
+                target_repo_path: target,
+                size: item.size,
+                props,
+                scan: None,
+            });
+        }
+    }
+    Ok(artifacts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mappings_use_capture_groups_and_first_match_wins() {
+        let m = vec![
+            (
+                Regex::new("^libs/(.*)/(.*)$").unwrap(),
+                "prod/$1/mapped/$2".to_string(),
+            ),
+            (Regex::new("^libs/(.*)$").unwrap(), "never/$1".to_string()),
+        ];
+        assert_eq!(map_path(&m, "libs/org/app.jar"), "prod/org/mapped/app.jar");
+        assert_eq!(map_path(&m, "other/x"), "other/x");
+        let glued = vec![(Regex::new("^a/(.*)$").unwrap(), "b/$1x".to_string())];
+        assert_eq!(
+            map_path(&glued, "a/file"),
+            "b/filex",
+            "$1x is group 1 then 'x'"
+        );
+    }
+
+    #[test]
+    fn targets_must_be_files_inside_repositories() {
+        assert!(check_target("prod/app/a.jar").is_ok());
+        for (bad, why) in [
+            ("", "empty"),
+            ("/etc/passwd", "absolute"),
+            ("prod/../etc/passwd", "'..'"),
+            ("prod", "repository root"),
+            ("bad key/a", "outside any repository"),
+        ] {
+            let err = check_target(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn default_query_names() {
+        let q = |n: &str| SpecQuery {
+            aql: String::new(),
+            query_name: n.into(),
+            mappings: vec![],
+            added_props: vec![],
+        };
+        let spec = normalise_spec(Spec {
+            queries: vec![q(""), q("mine"), q(" ")],
+        });
+        let names: Vec<&str> = spec.queries.iter().map(|q| q.query_name.as_str()).collect();
+        assert_eq!(names, ["query-0", "mine", "query-2"]);
+    }
+}
