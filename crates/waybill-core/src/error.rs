@@ -42,6 +42,9 @@ pub enum Error {
         /// A human description of the existing record.
         what: String,
     },
+    /// The record changed while the operation worked on it; retrying may succeed.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A signing key could not sign (after it was unlocked); not the caller's fault.
     #[error("signing failed: {0}")]
     Signing(String),

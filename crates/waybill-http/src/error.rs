@@ -95,7 +95,9 @@ impl From<Error> for ApiError {
                 ApiError::bad_request(e.to_string())
             }
             Error::NotFound { .. } => ApiError::not_found(e.to_string()),
-            Error::AlreadyExists { .. } => ApiError::new(StatusCode::CONFLICT, e.to_string()),
+            Error::AlreadyExists { .. } | Error::Conflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            }
             other => {
                 tracing::error!(error = %other, "unexpected core error");
                 ApiError::new(

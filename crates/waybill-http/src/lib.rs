@@ -13,13 +13,15 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use waybill_core::site::ServiceId;
 use waybill_core::store::{BlobStore, Store};
 
 pub mod auth;
+mod bundles;
 pub mod dto;
 pub mod error;
+mod keys;
 pub mod source;
 mod system;
 
@@ -73,6 +75,42 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/distribution/api/v1/system/settings",
             get(system::get_settings).post(system::update_settings),
+        )
+        .route(
+            "/distribution/api/v1/release_bundle",
+            get(bundles::list_all).post(bundles::create),
+        )
+        .route(
+            "/distribution/api/v1/release_bundle/{name}",
+            get(bundles::list_bundle).delete(bundles::delete_bundle),
+        )
+        .route(
+            "/distribution/api/v1/release_bundle/{name}/{version}",
+            get(bundles::get_version)
+                .put(bundles::update)
+                .delete(bundles::delete_version),
+        )
+        .route(
+            "/distribution/api/v1/release_bundle/{name}/{version}/sign",
+            post(bundles::sign),
+        )
+        .route(
+            "/distribution/api/v1/release_bundle/{name}/{version}/trigger_xray_scan",
+            post(bundles::trigger_scan),
+        )
+        .route(
+            "/distribution/api/v1/keys/{proto}",
+            get(keys::get).post(keys::upload).put(keys::put_flat),
+        )
+        .route(
+            "/distribution/api/v1/keys/{proto}/propagate",
+            post(keys::propagate),
+        )
+        // The JFrog client's double slash, served as is: a redirect would turn PUT into GET.
+        .route("/distribution//api/v1/keys/pgp", put(keys::put_flat_pgp))
+        .route(
+            "/distribution/api/v1/scan_policy",
+            get(bundles::get_policy).put(bundles::put_policy),
         )
         .merge(source::routes(source::Mode::ReadWrite))
         .fallback(not_found)

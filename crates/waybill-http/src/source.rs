@@ -244,7 +244,7 @@ fn file_info(base: &str, item: &Item, original: Option<&Expected>) -> Value {
 }
 
 /// Deletes blobs whose last referencing file is gone.
-async fn collect_garbage(
+pub(crate) async fn collect_garbage(
     state: &AppState,
     digests: impl IntoIterator<Item = Sha256>,
 ) -> Result<(), ApiError> {

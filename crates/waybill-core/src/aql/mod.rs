@@ -920,11 +920,16 @@ pub async fn run_build(
         return Ok(None);
     };
     let parts = query.build_parts;
-    let files = build.modules.iter().flat_map(|m| {
-        let a = m.artifacts.iter().filter(move |_| parts.artifacts);
-        let d = m.dependencies.iter().filter(move |_| parts.dependencies);
-        a.chain(d)
-    });
+    // Collected up front: a lazy iterator held across `.await` defeats Send inference.
+    let mut files: Vec<crate::artifact::BuildFile> = Vec::new();
+    for m in &build.modules {
+        if parts.artifacts {
+            files.extend(m.artifacts.iter().cloned());
+        }
+        if parts.dependencies {
+            files.extend(m.dependencies.iter().cloned());
+        }
+    }
     let mut out: Vec<Item> = Vec::new();
     for f in files {
         let found = match (f.sha256, f.sha1) {

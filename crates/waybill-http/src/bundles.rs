@@ -1,0 +1,875 @@
+//! Release bundles v1 under `/distribution/api/v1/release_bundle`, as seed
+//! 003 documents them and as the JFrog CLI (`jf ds rbc/rbu/rbs/rbdel`) sends
+//! them (wire contract §2): create, update, sign, get (json, jws, jose,
+//! LATEST), list with `X-RangeLimit-*` paging, delete, and the scan hook.
+//!
+//! Signing also references every artifact into the storing repository
+//! (default `release-bundles`) under `{name}/{version}/{target path}`: a
+//! reference by checksum, so deleting the source file cannot break a
+//! signed bundle, and the storing repository refuses ordinary deploys.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use waybill_core::Error;
+use waybill_core::artifact::{Item, ItemKind, ItemPath, RepoKey, Repository};
+use waybill_core::bundle::{
+    AddedProp, BundleArtifact, NotesSyntax, PathMapping, ReleaseBundleVersion, ReleaseNotes,
+    ScanInfo, Spec, SpecQuery,
+};
+use waybill_core::gather::{check_target, gather, normalise_spec};
+use waybill_core::name::{BundleName, BundleVersion, LATEST};
+use waybill_core::signing::{BundleSignature, Signer};
+use waybill_core::state::{After, VersionEvent, VersionState};
+use waybill_core::store::Page;
+use waybill_core::time::format_iso;
+
+use crate::{ApiError, AppState, Json, Principal, keys};
+
+/// Versions per page in listings, as the seed documents.
+const PAGE_SIZE: u64 = 10;
+/// The setting holding the scan policy (JSON).
+pub(crate) const SCAN_POLICY: &str = "scan.policy";
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Until permissions land, changing bundles needs an administrator.
+fn require_write(who: &Principal, name: &str) -> Result<(), ApiError> {
+    if who.admin {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "user '{}' needs write permission on release bundle '{name}'; only administrators have it for now",
+        who.name
+    )))
+}
+
+// ---- wire types --------------------------------------------------------
+
+#[derive(Deserialize)]
+pub(crate) struct NotesDto {
+    syntax: Option<String>,
+    #[serde(default)]
+    content: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MappingDto {
+    input: String,
+    output: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct AddedPropDto {
+    key: String,
+    #[serde(default)]
+    values: Vec<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct QueryDto {
+    aql: String,
+    #[serde(default)]
+    query_name: Option<String>,
+    #[serde(default)]
+    mappings: Option<Vec<MappingDto>>,
+    #[serde(default)]
+    added_props: Option<Vec<AddedPropDto>>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct SpecDto {
+    // The JFrog client sends `null` when it has no file specs.
+    #[serde(default)]
+    queries: Option<Vec<QueryDto>>,
+}
+
+/// Create (`name` and `version` set) or update (both absent) body.
+#[derive(Deserialize)]
+pub(crate) struct BundleBody {
+    name: Option<String>,
+    version: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    sign_immediately: Option<bool>,
+    storing_repository: Option<String>,
+    description: Option<String>,
+    release_notes: Option<NotesDto>,
+    #[serde(default)]
+    spec: Option<SpecDto>,
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct SignBody {
+    storing_repository: Option<String>,
+}
+
+fn spec_from(dto: Option<SpecDto>) -> Result<Spec, ApiError> {
+    let queries = dto.and_then(|s| s.queries).unwrap_or_default();
+    if queries.is_empty() {
+        return Err(ApiError::bad_request(
+            "spec.queries must hold at least one query",
+        ));
+    }
+    Ok(normalise_spec(Spec {
+        queries: queries
+            .into_iter()
+            .map(|q| SpecQuery {
+                aql: q.aql,
+                query_name: q.query_name.unwrap_or_default(),
+                mappings: q
+                    .mappings
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|m| PathMapping {
+                        input: m.input,
+                        output: m.output,
+                    })
+                    .collect(),
+                added_props: q
+                    .added_props
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| AddedProp {
+                        key: p.key,
+                        values: p.values,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }))
+}
+
+fn notes_from(dto: Option<NotesDto>) -> Result<Option<ReleaseNotes>, ApiError> {
+    match dto {
+        Some(n) if !n.content.is_empty() => Ok(Some(ReleaseNotes {
+            syntax: NotesSyntax::parse(n.syntax.as_deref().unwrap_or("plain_text"))?,
+            content: n.content,
+        })),
+        _ => Ok(None),
+    }
+}
+
+fn storing_key(raw: Option<String>) -> Result<Option<RepoKey>, ApiError> {
+    raw.filter(|s| !s.is_empty())
+        .map(|s| {
+            RepoKey::parse(s).map_err(|e| ApiError::bad_request(format!("storing_repository: {e}")))
+        })
+        .transpose()
+}
+
+/// The JSON shape of a version (seed 003 "Get Release Bundle Version").
+pub(crate) fn version_json(v: &ReleaseBundleVersion) -> Value {
+    let artifacts: Vec<Value> = v
+        .artifacts
+        .iter()
+        .map(|a| {
+            let mut j = json!({
+                "checksum": a.checksum.to_hex(),
+                "source_repo_path": a.source_repo_path,
+                "target_repo_path": a.target_repo_path,
+                "size": a.size,
+                "props": a.props.iter().map(|(k, vs)| json!({"key": k, "values": vs})).collect::<Vec<_>>(),
+            });
+            if let Some(scan) = &a.scan {
+                j["xray_scan_info"] = json!({"blocked": scan.blocked, "blocked_reason": scan.blocked_reason});
+            }
+            j
+        })
+        .collect();
+    let mut j = json!({
+        "name": v.name.as_str(),
+        "version": v.version.as_str(),
+        "state": v.state.as_str(),
+        "description": v.description,
+        "created": format_iso(v.created),
+        "created_by": v.created_by,
+        "storing_repository": v.storing_repository,
+        "artifacts": artifacts,
+        "artifacts_size": v.total_size(),
+        "archived": v.archived,
+        "spec": {"queries": v.spec.queries.iter().map(|q| json!({
+            "aql": q.aql,
+            "query_name": q.query_name,
+            "mappings": q.mappings.iter().map(|m| json!({"input": m.input, "output": m.output})).collect::<Vec<_>>(),
+            "added_props": q.added_props.iter().map(|p| json!({"key": p.key, "values": p.values})).collect::<Vec<_>>(),
+            "query_type": "AQL",
+        })).collect::<Vec<_>>()},
+    });
+    if let Some(notes) = &v.release_notes {
+        j["release_notes"] = json!({"syntax": notes.syntax.as_str(), "content": notes.content});
+    }
+    j
+}
+
+fn with_checksum(mut res: Response, sig: Option<&BundleSignature>) -> Response {
+    if let Some(sig) = sig
+        && let Ok(v) = HeaderValue::from_str(&sig.sha256().to_hex())
+    {
+        res.headers_mut().insert("X-Checksum-Sha256", v);
+    }
+    res
+}
+
+// ---- signing and the storing repository -----------------------------------
+
+async fn sign_version(
+    signer: PgpSignerBox,
+    v: ReleaseBundleVersion,
+) -> Result<BundleSignature, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        waybill_core::signing::sign(&v, signer.as_ref(), now_millis())
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "signing task failed"))?
+    .map_err(ApiError::from)
+}
+
+type PgpSignerBox = Box<dyn Signer>;
+
+/// Makes sure the storing repository exists and is a read-only
+/// release-bundles repository.
+async fn storing_repository(state: &AppState, key: &RepoKey) -> Result<(), ApiError> {
+    match state.store.get_repository(key).await? {
+        Some(repo) if repo.read_only => Ok(()),
+        Some(_) => Err(ApiError::bad_request(format!(
+            "storing_repository '{key}' is an ordinary repository; signed bundles need a release-bundles repository"
+        ))),
+        None => {
+            let repo = Repository {
+                key: key.clone(),
+                package_type: "releaseBundles".into(),
+                description: "Signed release bundles (managed by Waybill)".into(),
+                created: now_millis(),
+                read_only: true,
+            };
+            match state.store.create_repository(repo).await {
+                Ok(()) => Ok(()),
+                // Created concurrently by another signing request.
+                Err(e) if e.kind() == waybill_core::StoreErrorKind::Conflict => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+fn storing_path(v: &ReleaseBundleVersion) -> Result<ItemPath, ApiError> {
+    ItemPath::parse(&format!("{}/{}", v.name, v.version)).map_err(ApiError::from)
+}
+
+/// Stores `data` as a blob and returns its checksums.
+async fn put_blob(
+    state: &AppState,
+    data: &[u8],
+) -> Result<waybill_core::digest::Checksums, ApiError> {
+    let mut w = state.blobs.writer().await?;
+    w.write(data).await?;
+    Ok(w.commit(waybill_core::store::Expected::default())
+        .await?
+        .checksums)
+}
+
+/// References every artifact into the storing repository by checksum, and
+/// stores the signed payload with its detached signature beside them
+/// (`release-bundle.json` and `release-bundle.json.asc`), where anyone can
+/// fetch and verify them. Idempotent, so a retry after a crash completes the set.
+async fn reference_artifacts(
+    state: &AppState,
+    v: &ReleaseBundleVersion,
+    who: &str,
+) -> Result<(), ApiError> {
+    let key = RepoKey::parse(v.storing_repository.clone())?;
+    storing_repository(state, &key).await?;
+    let base = storing_path(v)?;
+    // Held shared: no blob can be collected while its reference is written.
+    let _content = state.content_lock.read().await;
+    if let Some(sig) = &v.signature {
+        for (name, data) in [
+            ("release-bundle.json", sig.payload.as_bytes()),
+            ("release-bundle.json.asc", sig.pgp_signature.as_bytes()),
+        ] {
+            let sums = put_blob(state, data).await?;
+            let now = now_millis();
+            state
+                .store
+                .put_file(Item {
+                    repo: key.clone(),
+                    path: base.join(name)?,
+                    kind: ItemKind::File,
+                    size: data.len() as u64,
+                    checksums: Some(sums),
+                    created: now,
+                    modified: now,
+                    created_by: who.to_string(),
+                    modified_by: who.to_string(),
+                    props: Default::default(),
+                })
+                .await?;
+        }
+    }
+    for a in &v.artifacts {
+        let known = state
+            .store
+            .find_items(&waybill_core::aql::ItemHint {
+                sha256: Some(a.checksum),
+                ..Default::default()
+            })
+            .await?;
+        let sums = known.iter().find_map(|i| i.checksums).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "artifact '{}' is no longer in the source repository",
+                    a.source_repo_path
+                ),
+            )
+        })?;
+        let now = now_millis();
+        let item = Item {
+            repo: key.clone(),
+            path: base.join(&a.target_repo_path)?,
+            kind: ItemKind::File,
+            size: a.size,
+            checksums: Some(sums),
+            created: now,
+            modified: now,
+            created_by: who.to_string(),
+            modified_by: who.to_string(),
+            props: a.props.clone(),
+        };
+        state.store.put_file(item).await?;
+    }
+    Ok(())
+}
+
+/// Removes a version's references from its storing repository and frees
+/// blobs nothing else references.
+async fn unreference(state: &AppState, v: &ReleaseBundleVersion) -> Result<(), ApiError> {
+    let Ok(key) = RepoKey::parse(v.storing_repository.clone()) else {
+        return Ok(());
+    };
+    let removed = state.store.delete_item(&key, &storing_path(v)?).await?;
+    crate::source::collect_garbage(state, removed.iter().filter_map(Item::sha256)).await
+}
+
+// ---- handlers ----------------------------------------------------------
+
+fn parse_name(raw: &str) -> Result<BundleName, ApiError> {
+    Ok(BundleName::parse(raw)?)
+}
+
+fn parse_version(raw: &str) -> Result<BundleVersion, ApiError> {
+    Ok(BundleVersion::parse(raw)?)
+}
+
+/// `POST /api/v1/release_bundle`.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    headers: HeaderMap,
+    Json(body): Json<BundleBody>,
+) -> Result<Response, ApiError> {
+    let name = parse_name(
+        body.name
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("name is required"))?,
+    )?;
+    let version = parse_version(
+        body.version
+            .as_deref()
+            .ok_or_else(|| ApiError::bad_request("version is required"))?,
+    )?;
+    require_write(&who, name.as_str())?;
+    if state.store.get_version(&name, &version).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("release bundle {name}/{version} already exists"),
+        ));
+    }
+    let spec = spec_from(body.spec)?;
+    let mut v = ReleaseBundleVersion::new(name, version, now_millis(), who.name.clone());
+    v.description = body.description.unwrap_or_default();
+    v.release_notes = notes_from(body.release_notes)?;
+    if let Some(key) = storing_key(body.storing_repository)? {
+        v.storing_repository = key.to_string();
+    }
+    v.artifacts = gather(state.store.as_ref(), &spec).await?;
+    v.spec = spec;
+    if body.sign_immediately.unwrap_or(false) {
+        let signer = Box::new(keys::unlock_default(&state, &headers).await?);
+        v.signature = Some(sign_version(signer, v.clone()).await?);
+        v.state = match v.state.apply(VersionEvent::Sign)? {
+            After::State(s) => s,
+            After::Deleted => VersionState::Open,
+        };
+    }
+    if body.dry_run {
+        return Ok(with_checksum(
+            (StatusCode::OK, axum::Json(version_json(&v))).into_response(),
+            v.signature.as_ref(),
+        ));
+    }
+    match state.store.create_version(v.clone()).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == waybill_core::StoreErrorKind::Conflict => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("release bundle {} already exists", v.label()),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if v.state == VersionState::Signed {
+        reference_artifacts(&state, &v, &who.name).await?;
+    }
+    tracing::info!(bundle = %v.label(), artifacts = v.artifacts.len(), state = %v.state, "release bundle version created");
+    Ok(with_checksum(
+        (StatusCode::CREATED, axum::Json(version_json(&v))).into_response(),
+        v.signature.as_ref(),
+    ))
+}
+
+/// `PUT /api/v1/release_bundle/{name}/{version}`: only while OPEN.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    headers: HeaderMap,
+    Path((name, version)): Path<(String, String)>,
+    Json(body): Json<BundleBody>,
+) -> Result<Response, ApiError> {
+    let (name, version) = (parse_name(&name)?, parse_version(&version)?);
+    require_write(&who, name.as_str())?;
+    if body.name.as_deref().is_some_and(|n| n != name.as_str())
+        || body
+            .version
+            .as_deref()
+            .is_some_and(|n| n != version.as_str())
+    {
+        return Err(ApiError::bad_request(
+            "name and version come from the URL and cannot be changed",
+        ));
+    }
+    let current = state
+        .store
+        .get_version(&name, &version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
+        })?;
+    current.state.apply(VersionEvent::Update)?;
+    let spec = spec_from(body.spec)?;
+    let mut next = current.clone();
+    next.description = body.description.unwrap_or_default();
+    next.release_notes = notes_from(body.release_notes)?;
+    if let Some(key) = storing_key(body.storing_repository)? {
+        next.storing_repository = key.to_string();
+    }
+    next.artifacts = gather(state.store.as_ref(), &spec).await?;
+    next.spec = spec;
+    if body.sign_immediately.unwrap_or(false) {
+        let signer = Box::new(keys::unlock_default(&state, &headers).await?);
+        next.signature = Some(sign_version(signer, next.clone()).await?);
+    }
+    if body.dry_run {
+        return Ok(with_checksum(
+            (StatusCode::OK, axum::Json(version_json(&next))).into_response(),
+            next.signature.as_ref(),
+        ));
+    }
+    let sign_now = next.signature.is_some();
+    let stored = state
+        .store
+        .update_version(
+            &name,
+            &version,
+            Box::new(move |v| {
+                // Refuses if the version was signed in the meantime.
+                v.state.apply(VersionEvent::Update)?;
+                if v != &current {
+                    return Err(Error::Conflict(
+                        "the version changed during the update; retry it".into(),
+                    ));
+                }
+                let mut n = next;
+                if sign_now && let After::State(s) = n.state.apply(VersionEvent::Sign)? {
+                    n.state = s;
+                }
+                *v = n;
+                Ok(())
+            }),
+        )
+        .await?;
+    if stored.state == VersionState::Signed {
+        reference_artifacts(&state, &stored, &who.name).await?;
+    }
+    Ok(with_checksum(
+        (StatusCode::OK, axum::Json(version_json(&stored))).into_response(),
+        stored.signature.as_ref(),
+    ))
+}
+
+/// `POST /api/v1/release_bundle/{name}/{version}/sign`.
+pub(crate) async fn sign(
+    State(state): State<AppState>,
+    who: Principal,
+    headers: HeaderMap,
+    Path((name, version)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let (name, version) = (parse_name(&name)?, parse_version(&version)?);
+    require_write(&who, name.as_str())?;
+    // The JFrog client sends `{}`; curl users often send nothing.
+    let body: SignBody = if body.iter().all(u8::is_ascii_whitespace) {
+        SignBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let storing = storing_key(body.storing_repository)?;
+    let current = state
+        .store
+        .get_version(&name, &version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
+        })?;
+    current.state.apply(VersionEvent::Sign)?;
+    let mut to_sign = current.clone();
+    if let Some(key) = &storing {
+        to_sign.storing_repository = key.to_string();
+    }
+    for a in &to_sign.artifacts {
+        check_target(&a.target_repo_path).map_err(ApiError::bad_request)?;
+    }
+    let signer = Box::new(keys::unlock_default(&state, &headers).await?);
+    let signature = sign_version(signer, to_sign.clone()).await?;
+    let stored = state
+        .store
+        .update_version(
+            &name,
+            &version,
+            Box::new(move |v| {
+                let After::State(next) = v.state.apply(VersionEvent::Sign)? else {
+                    return Ok(());
+                };
+                // What was signed must be what is stored.
+                if waybill_core::signing::canonical_payload(v) != signature.payload {
+                    return Err(Error::Conflict(
+                        "the version changed while it was being signed; sign again".into(),
+                    ));
+                }
+                v.state = next;
+                v.storing_repository = to_sign.storing_repository;
+                v.signature = Some(signature);
+                Ok(())
+            }),
+        )
+        .await?;
+    reference_artifacts(&state, &stored, &who.name).await?;
+    tracing::info!(bundle = %stored.label(), "release bundle version signed");
+    Ok(with_checksum(
+        axum::Json(version_json(&stored)).into_response(),
+        stored.signature.as_ref(),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct GetQuery {
+    format: Option<String>,
+}
+
+/// `GET /api/v1/release_bundle/{name}/{version|LATEST}?format=json|jws|jose`.
+pub(crate) async fn get_version(
+    State(state): State<AppState>,
+    _who: Principal,
+    Path((name, version)): Path<(String, String)>,
+    Query(q): Query<GetQuery>,
+) -> Result<Response, ApiError> {
+    let name = parse_name(&name)?;
+    let v = if version == LATEST {
+        state.store.latest_version(&name).await?
+    } else {
+        state
+            .store
+            .get_version(&name, &parse_version(&version)?)
+            .await?
+    }
+    .ok_or_else(|| {
+        ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
+    })?;
+    let signed = || {
+        v.signature.as_ref().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "release bundle {} is {}; only signed versions have a JWS",
+                v.label(),
+                v.state
+            ))
+        })
+    };
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(axum::Json(version_json(&v)).into_response()),
+        "jws" => {
+            let s = signed()?;
+            let body = json!({"header": s.jws_header, "payload": s.payload_b64(), "signature": s.jws_signature});
+            Ok((
+                [(header::CONTENT_TYPE, "application/jose+json")],
+                body.to_string(),
+            )
+                .into_response())
+        }
+        "jose" => Ok((
+            [(header::CONTENT_TYPE, "application/jose")],
+            signed()?.compact(),
+        )
+            .into_response()),
+        other => Err(ApiError::bad_request(format!(
+            "format '{other}' is not one of json, jws, jose"
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    start_pos: Option<String>,
+}
+
+fn paged_response(items: Vec<ReleaseBundleVersion>, start: u64, total: u64) -> Response {
+    let end = start + items.len() as u64;
+    let body: Vec<Value> = items.iter().map(version_json).collect();
+    let mut res = axum::Json(body).into_response();
+    for (k, v) in [
+        ("X-RangeLimit-StartPos", start),
+        ("X-RangeLimit-EndPos", end),
+        ("X-RangeLimit-Total", total),
+    ] {
+        res.headers_mut().insert(k, HeaderValue::from(v));
+    }
+    res
+}
+
+fn start_pos(q: &ListQuery) -> Result<u64, ApiError> {
+    q.start_pos
+        .as_deref()
+        .map(|s| {
+            s.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("start_pos must be a whole number, not '{s}'"))
+            })
+        })
+        .transpose()
+        .map(|p| p.unwrap_or(0))
+}
+
+/// `GET /api/v1/release_bundle`: every version, newest first, 10 per page.
+pub(crate) async fn list_all(
+    State(state): State<AppState>,
+    _who: Principal,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let start = start_pos(&q)?;
+    let page = state
+        .store
+        .list_versions(
+            None,
+            Page {
+                offset: start,
+                limit: PAGE_SIZE,
+            },
+        )
+        .await?;
+    Ok(paged_response(page.items, start, page.total))
+}
+
+/// `GET /api/v1/release_bundle/{name}`: 404 for an unknown bundle.
+pub(crate) async fn list_bundle(
+    State(state): State<AppState>,
+    _who: Principal,
+    Path(name): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let name = parse_name(&name)?;
+    let start = start_pos(&q)?;
+    let page = state
+        .store
+        .list_versions(
+            Some(&name),
+            Page {
+                offset: start,
+                limit: PAGE_SIZE,
+            },
+        )
+        .await?;
+    if page.total == 0 {
+        return Err(ApiError::not_found(format!(
+            "release bundle '{name}' does not exist"
+        )));
+    }
+    Ok(paged_response(page.items, start, page.total))
+}
+
+/// `DELETE /api/v1/release_bundle/{name}/{version}`: 204, or 404.
+pub(crate) async fn delete_version(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (name, version) = (parse_name(&name)?, parse_version(&version)?);
+    require_write(&who, name.as_str())?;
+    let v = state
+        .store
+        .get_version(&name, &version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
+        })?;
+    state.store.delete_version(&name, &version).await?;
+    unreference(&state, &v).await?;
+    tracing::info!(bundle = %v.label(), "release bundle version deleted");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /api/v1/release_bundle/{name}`: every version; 204, or 404.
+pub(crate) async fn delete_bundle(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = parse_name(&name)?;
+    require_write(&who, name.as_str())?;
+    let versions = state
+        .store
+        .list_versions(Some(&name), Page::ALL)
+        .await?
+        .items;
+    if versions.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "release bundle '{name}' does not exist"
+        )));
+    }
+    for v in &versions {
+        state.store.delete_version(&v.name, &v.version).await?;
+        unreference(&state, v).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The scan hook's block policy.
+#[derive(Deserialize, serde::Serialize, Default, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScanPolicy {
+    /// Properties that block: an artifact with any listed value is blocked.
+    #[serde(default)]
+    blocked_properties: Vec<AddedPropDtoOut>,
+    /// SHA-256 checksums that block.
+    #[serde(default)]
+    blocked_checksums: Vec<String>,
+}
+
+#[derive(Deserialize, serde::Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AddedPropDtoOut {
+    key: String,
+    values: Vec<String>,
+}
+
+async fn load_policy(state: &AppState) -> Result<ScanPolicy, ApiError> {
+    match state.store.get_setting(SCAN_POLICY).await? {
+        None => Ok(ScanPolicy::default()),
+        Some(raw) => serde_json::from_str(&raw).map_err(|e| {
+            tracing::error!(error = %e, "stored scan policy does not parse");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the stored scan policy is unreadable; set it again",
+            )
+        }),
+    }
+}
+
+/// `GET /api/v1/scan_policy` (a Waybill extension; admin only).
+pub(crate) async fn get_policy(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    Ok(axum::Json(load_policy(&state).await?).into_response())
+}
+
+/// `PUT /api/v1/scan_policy` (a Waybill extension; admin only).
+pub(crate) async fn put_policy(
+    State(state): State<AppState>,
+    who: Principal,
+    Json(policy): Json<ScanPolicy>,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    for c in &policy.blocked_checksums {
+        waybill_core::digest::Sha256::parse_hex(c)?;
+    }
+    let raw = serde_json::to_string(&policy).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state.store.put_setting(SCAN_POLICY, &raw).await?;
+    Ok(axum::Json(policy).into_response())
+}
+
+fn verdict(policy: &ScanPolicy, a: &BundleArtifact) -> ScanInfo {
+    if policy
+        .blocked_checksums
+        .iter()
+        .any(|c| c.eq_ignore_ascii_case(&a.checksum.to_hex()))
+    {
+        return ScanInfo {
+            blocked: true,
+            blocked_reason: Some(format!("checksum {} is on the deny-list", a.checksum)),
+        };
+    }
+    for rule in &policy.blocked_properties {
+        if let Some(v) = a
+            .props
+            .get(&rule.key)
+            .and_then(|vs| vs.iter().find(|v| rule.values.contains(v)))
+        {
+            return ScanInfo {
+                blocked: true,
+                blocked_reason: Some(format!("property {}={v} is blocked", rule.key)),
+            };
+        }
+    }
+    ScanInfo {
+        blocked: false,
+        blocked_reason: None,
+    }
+}
+
+/// `POST /api/v1/release_bundle/{name}/{version}/trigger_xray_scan`.
+pub(crate) async fn trigger_scan(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (name, version) = (parse_name(&name)?, parse_version(&version)?);
+    require_write(&who, name.as_str())?;
+    let policy = load_policy(&state).await?;
+    let stored = state
+        .store
+        .update_version(
+            &name,
+            &version,
+            Box::new(move |v| {
+                v.state.apply(VersionEvent::Scan)?;
+                for a in &mut v.artifacts {
+                    a.scan = Some(verdict(&policy, a));
+                }
+                Ok(())
+            }),
+        )
+        .await?;
+    if let Some(reason) = stored.blocked() {
+        tracing::warn!(bundle = %stored.label(), %reason, "scan blocked the release bundle version");
+    }
+    Ok(axum::Json(version_json(&stored)).into_response())
+}

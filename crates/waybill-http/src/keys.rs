@@ -1,0 +1,218 @@
+//! Signing keys: `/api/v1/keys/{pgp|gpg}` in its current (nested, with
+//! propagation) and deprecated (flat) forms, including the JFrog client's
+//! double-slash `PUT //api/v1/keys/pgp`, served directly because a redirect
+//! would turn the PUT into a GET.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use waybill_core::auth::Secret;
+use waybill_core::keys::SigningKey;
+use waybill_pgp::{PgpError, PgpSigner};
+
+use crate::{ApiError, AppState, Json, Principal};
+
+const NO_KEY: &str = "No public GPG key exists in Distribution";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KeyPair {
+    public_key: Option<String>,
+    private_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UploadBody {
+    key: KeyPair,
+    #[serde(default)]
+    propagate_to_edge_nodes: bool,
+    #[serde(default)]
+    fail_on_propagation_failure: bool,
+}
+
+fn protocol(p: &str) -> Result<(), ApiError> {
+    match p {
+        "pgp" | "gpg" => Ok(()),
+        other => Err(ApiError::not_found(format!(
+            "unknown key protocol '{other}'; use pgp or gpg"
+        ))),
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl From<PgpError> for ApiError {
+    fn from(e: PgpError) -> ApiError {
+        match e {
+            PgpError::Signing(_) => {
+                tracing::error!(error = %e, "signing failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "signing failed; see the server log",
+                )
+            }
+            other => ApiError::bad_request(other.to_string()),
+        }
+    }
+}
+
+/// Validates and stores a pair as the default signing key.
+async fn store_pair(state: &AppState, pair: KeyPair) -> Result<SigningKey, ApiError> {
+    let public = pair
+        .public_key
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("public_key is required"))?;
+    let private = pair.private_key.filter(|k| !k.trim().is_empty());
+    let (public_c, private_c) = (public.clone(), private.clone());
+    let info = tokio::task::spawn_blocking(move || {
+        waybill_pgp::check_key_pair(&public_c, private_c.as_deref())
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "key check failed"))??;
+    let key = SigningKey {
+        id: info.key_id,
+        public_key: public,
+        private_key: private.map(Secret::new),
+        created: now_millis(),
+        default: true,
+    };
+    state.store.put_key(key.clone()).await?;
+    tracing::info!(key_id = %key.id, "signing key stored as the default");
+    Ok(key)
+}
+
+/// The propagation report. Edge propagation is wired with edge registration;
+/// until an edge exists there is nobody to propagate to.
+async fn report(
+    state: &AppState,
+    requested: bool,
+    key: Option<&SigningKey>,
+) -> Result<serde_json::Value, ApiError> {
+    if !requested {
+        return Ok(
+            json!({"report": {"message": "", "status": "PROPAGATION_NOT_REQUESTED", "details": []}}),
+        );
+    }
+    if key.is_none() {
+        return Ok(
+            json!({"report": {"message": NO_KEY, "status": "NO_GPG_KEY_TO_PROPAGATE", "details": []}}),
+        );
+    }
+    let sites = state.store.list_sites().await?;
+    if sites.is_empty() {
+        return Ok(
+            json!({"report": {"message": "no edge nodes are registered", "status": "SUCCESS", "details": []}}),
+        );
+    }
+    Ok(json!({"report": {
+        "message": "this hub cannot push keys to edge nodes yet; edges receive the key when distribution to them is set up",
+        "status": "PROPAGATION_NOT_SUPPORTED_BY_MISSION_CONTROL",
+        "details": [],
+    }}))
+}
+
+/// `POST /api/v1/keys/{pgp|gpg}` (admin only).
+pub(crate) async fn upload(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(proto): Path<String>,
+    Json(body): Json<UploadBody>,
+) -> Result<Response, ApiError> {
+    protocol(&proto)?;
+    who.require_admin()?;
+    let key = store_pair(&state, body.key).await?;
+    let _ = body.fail_on_propagation_failure;
+    Ok(axum::Json(report(&state, body.propagate_to_edge_nodes, Some(&key)).await?).into_response())
+}
+
+/// `POST /api/v1/keys/{pgp|gpg}/propagate` (admin only).
+pub(crate) async fn propagate(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(proto): Path<String>,
+) -> Result<Response, ApiError> {
+    protocol(&proto)?;
+    who.require_admin()?;
+    let key = state.store.default_key().await?;
+    Ok(axum::Json(report(&state, true, key.as_ref()).await?).into_response())
+}
+
+/// `PUT /api/v1/keys/{pgp|gpg}`: the flat body (admin only).
+pub(crate) async fn put_flat(
+    state: State<AppState>,
+    who: Principal,
+    Path(proto): Path<String>,
+    body: Json<KeyPair>,
+) -> Result<Response, ApiError> {
+    protocol(&proto)?;
+    put_flat_pgp(state, who, body).await
+}
+
+/// `PUT //api/v1/keys/pgp`, the JFrog client's double-slash path (admin only).
+pub(crate) async fn put_flat_pgp(
+    State(state): State<AppState>,
+    who: Principal,
+    Json(pair): Json<KeyPair>,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    store_pair(&state, pair).await?;
+    // The seed documents HTTP 200 with this body, including its 201.
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({"status_code": 201, "message": "Set GPG public & private key"})),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/keys/{pgp|gpg}`: the public key, and `****` when a private key is held.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    _who: Principal,
+    Path(proto): Path<String>,
+) -> Result<Response, ApiError> {
+    protocol(&proto)?;
+    let key = state
+        .store
+        .default_key()
+        .await?
+        .ok_or_else(|| ApiError::not_found(NO_KEY))?;
+    let mut body = json!({"public_key": key.public_key});
+    if key.private_key.is_some() {
+        body["private_key"] = "****".into();
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+/// Unlocks the default signing key with the request's `X-GPG-PASSPHRASE`.
+pub(crate) async fn unlock_default(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<PgpSigner, ApiError> {
+    let key = state.store.default_key().await?.ok_or_else(|| {
+        ApiError::bad_request("no signing key is configured; upload one with POST /api/v1/keys/pgp")
+    })?;
+    let private = key.private_key.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "signing key {} has no private key; upload the pair",
+            key.id
+        ))
+    })?;
+    let passphrase = headers
+        .get("x-gpg-passphrase")
+        .map(|v| v.to_str().map(str::to_string))
+        .transpose()
+        .map_err(|_| ApiError::bad_request("X-GPG-PASSPHRASE is not text"))?
+        .unwrap_or_default();
+    let signer =
+        tokio::task::spawn_blocking(move || PgpSigner::unlock(private.expose(), &passphrase))
+            .await
+            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "key unlock failed"))??;
+    Ok(signer)
+}
