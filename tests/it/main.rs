@@ -3,9 +3,11 @@
 //!
 //! - `support`: starting and stopping servers.
 //! - `serve`: start-up, bootstrap, ping/info, auth, settings, shutdown.
+//! - `bundles`: release bundles v1 and signing keys.
 //! - `source`: the Artifactory-compatible source repository.
 //! - `layering`: the dependency-direction invariant.
 
+mod bundles;
 mod layering;
 mod serve;
 mod source;

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
 /// A running server; killed on drop.
 pub struct Server {
     child: Option<Child>,
@@ -119,3 +122,104 @@ pub fn client() -> reqwest::Client {
 }
 
 pub const ADMIN_PW: &str = "admin-pw-for-tests";
+
+pub fn stores() -> Vec<&'static str> {
+    let mut s = vec!["sqlite"];
+    if cfg!(feature = "sled") {
+        s.push("sled");
+    }
+    s
+}
+
+pub struct Hub {
+    pub server: Server,
+    pub http: reqwest::Client,
+    pub _tmp: tempfile::TempDir,
+}
+
+impl Hub {
+    pub fn start(store: &str) -> Hub {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut launch = Launch::new(&data);
+        launch.store = store;
+        let server = launch.start();
+        Hub {
+            server,
+            http: client(),
+            _tmp: tmp,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.server.url(&format!("/artifactory/{path}"))
+    }
+
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .basic_auth("admin", Some(ADMIN_PW))
+    }
+
+    pub async fn json(&self, res: reqwest::Response) -> (StatusCode, Value) {
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text:?}")),
+        )
+    }
+
+    pub async fn create_repo(&self, key: &str) {
+        let res = self
+            .req(reqwest::Method::PUT, &format!("api/repositories/{key}"))
+            .json(&json!({"rclass": "local", "packageType": "generic"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "{}",
+            res.text().await.unwrap()
+        );
+    }
+
+    pub async fn deploy(&self, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let res = self
+            .req(reqwest::Method::PUT, path)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        self.json(res).await
+    }
+
+    pub async fn aql(&self, query: &str) -> (StatusCode, Value) {
+        let res = self
+            .req(reqwest::Method::POST, "api/search/aql")
+            .header("content-type", "text/plain")
+            .body(query.to_string())
+            .send()
+            .await
+            .unwrap();
+        self.json(res).await
+    }
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    waybill::digest::Sha256::of(data).to_hex()
+}
+
+/// Deterministic, incompressible-looking content.
+pub fn content(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
