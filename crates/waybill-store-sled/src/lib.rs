@@ -147,11 +147,37 @@ impl Writes<'_> {
 
 impl SledStore {
     /// Opens (creating if needed) the database in directory `path`.
+    ///
+    /// sled locks its directory. A handle dropped a moment ago in this process
+    /// releases the lock only once sled's background flusher stops, so a
+    /// busy lock is retried for a few seconds before it counts as another
+    /// process using the directory.
     pub fn open(path: impl AsRef<Path>) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new()
-            .path(path.as_ref())
-            .open()
-            .map_err(|e| map_err("open", e))?;
+        const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+        let started = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new().path(path.as_ref()).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.to_string().contains("could not acquire lock") =>
+                {
+                    if started.elapsed() > LOCK_WAIT {
+                        return Err(StoreError::new(
+                            StoreErrorKind::Unavailable,
+                            "open",
+                            format!(
+                                "{} is locked by another process using it",
+                                path.as_ref().display()
+                            ),
+                        )
+                        .with_source(e));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(map_err("open", e)),
+            }
+        };
         Ok(SledStore {
             inner: Arc::new(Inner {
                 db,
