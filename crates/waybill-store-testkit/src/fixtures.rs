@@ -55,6 +55,17 @@ pub fn version(n: &str, v: &str, created: Millis) -> ReleaseBundleVersion {
             scan: None,
         })
         .collect();
+    // Signed bytes must come back verbatim: escapes, non-ASCII, no trailing newline.
+    rb.signature = Some(waybill_core::signing::BundleSignature {
+        key_id: "0123456789ABCDEF".into(),
+        alg: waybill_core::signing::JwsAlg::RS256,
+        payload: format!("{{\"name\":\"{n}\",\"note\":\"tab\\t \\u0001 ü \\\"q\\\" 🚀\"}}"),
+        jws_header: "eyJhbGciOiJSUzI1NiJ9".into(),
+        jws_signature: "c2ln".into(),
+        pgp_signature: "-----BEGIN PGP SIGNATURE-----\n\nwsBc\n-----END PGP SIGNATURE-----\n"
+            .into(),
+        signed: 42,
+    });
     rb
 }
 
