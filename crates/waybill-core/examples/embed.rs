@@ -74,6 +74,8 @@ async fn main() -> Result<(), waybill_core::Error> {
         city_name: city.to_string(),
         country_code: cc.to_string(),
         url: format!("http://edge-{i}.example:8082"),
+        pairing_token: waybill_core::auth::Secret::new("not used here"),
+        tags: Vec::new(),
     })
     .collect();
     let rules = RuleSet::new(&[DistributionRule {

@@ -504,6 +504,23 @@ impl ItemRepo for MemoryStore {
         put_item(&mut inner, folder).map(drop)
     }
 
+    async fn commit_files(&self, files: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut inner = self.lock();
+        // Work on a copy so a refusal part-way leaves the store untouched.
+        let (mut items, repos) = (inner.items.clone(), inner.repos.clone());
+        let mut scratch = Inner {
+            items: std::mem::take(&mut items),
+            repos,
+            ..Default::default()
+        };
+        let mut replaced = Vec::new();
+        for f in files {
+            replaced.extend(put_item(&mut scratch, f)?);
+        }
+        inner.items = scratch.items;
+        Ok(replaced)
+    }
+
     async fn get_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Option<Item>, StoreError> {
         Ok(self
             .lock()

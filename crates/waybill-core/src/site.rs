@@ -94,6 +94,16 @@ pub struct EdgeSite {
     pub country_code: String,
     /// Base URL where the hub reaches the edge.
     pub url: String,
+    /// The secret the hub presents to the edge, and the key of its receipts.
+    #[serde(default = "no_token")]
+    pub pairing_token: crate::auth::Secret,
+    /// Free labels from registration.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn no_token() -> crate::auth::Secret {
+    crate::auth::Secret::new("")
 }
 
 impl EdgeSite {
@@ -108,6 +118,8 @@ impl EdgeSite {
             city_name: city.to_string(),
             country_code: country.to_string(),
             url: String::new(),
+            pairing_token: no_token(),
+            tags: Vec::new(),
         }
     }
 }

@@ -285,6 +285,12 @@ pub trait ItemRepo: Send + Sync + Debug {
     ///   gives `Conflict`; nothing is written then.
     async fn put_file(&self, file: Item) -> Result<Option<Item>, StoreError>;
 
+    /// Stores several files in one transaction: all become visible, or none.
+    ///
+    /// **Behavior:** each file follows `put_file`'s rules; any refusal
+    /// refuses all and writes nothing; returns the files replaced.
+    async fn commit_files(&self, files: Vec<Item>) -> Result<Vec<Item>, StoreError>;
+
     /// **Behavior:** creates a folder and its missing parents; an existing
     /// folder is left as it is; a file in the way gives `Conflict`.
     async fn create_folder(&self, folder: Item) -> Result<(), StoreError>;

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::bundle::Millis;
 use crate::name::{BundleName, BundleVersion};
 use crate::rules::DistributionRule;
@@ -81,4 +82,251 @@ pub struct Tracker {
     pub finished: Option<Millis>,
     /// One entry per target site.
     pub sites: Vec<SiteProgress>,
+}
+
+impl SiteStatus {
+    /// JFrog's title-case wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteStatus::NotDistributed => "Not distributed",
+            SiteStatus::InQueue => "In queue",
+            SiteStatus::InProgress => "In progress",
+            SiteStatus::Completed => "Completed",
+            SiteStatus::Failed => "Failed",
+        }
+    }
+
+    /// Whether nothing more will happen to the site.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, SiteStatus::Completed | SiteStatus::Failed)
+    }
+
+    /// All statuses, for exhaustive tests.
+    pub const ALL: [SiteStatus; 5] = [
+        SiteStatus::NotDistributed,
+        SiteStatus::InQueue,
+        SiteStatus::InProgress,
+        SiteStatus::Completed,
+        SiteStatus::Failed,
+    ];
+
+    /// The one place site statuses change.
+    pub fn apply(self, event: &SiteEvent) -> Result<SiteStatus, Error> {
+        use SiteEvent as E;
+        use SiteStatus as S;
+        let refused = || {
+            Error::Conflict(format!(
+                "a site that is {} cannot take {}",
+                self.as_str(),
+                event.name()
+            ))
+        };
+        Ok(match (self, event) {
+            (S::NotDistributed | S::InQueue | S::InProgress, E::Start) => S::InProgress,
+            (S::InProgress, E::Progress | E::Retry(_)) => S::InProgress,
+            (S::InProgress, E::Complete) => S::Completed,
+            (S::NotDistributed | S::InQueue | S::InProgress, E::Fail(_) | E::Abort) => S::Failed,
+            _ => return Err(refused()),
+        })
+    }
+}
+
+/// Something that happens to one site of a tracker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SiteEvent {
+    /// Work on the site starts (or resumes after a hub restart).
+    Start,
+    /// Bytes or files were verified on the site.
+    Progress,
+    /// An attempt failed and will be retried; the reason is shown meanwhile.
+    Retry(String),
+    /// The hub holds the edge's valid receipt.
+    Complete,
+    /// The site gave up.
+    Fail(String),
+    /// A user aborted the distribution.
+    Abort,
+}
+
+impl SiteEvent {
+    /// All events (with sample reasons), for exhaustive tests.
+    pub fn all() -> [SiteEvent; 6] {
+        [
+            SiteEvent::Start,
+            SiteEvent::Progress,
+            SiteEvent::Retry("edge unreachable".into()),
+            SiteEvent::Complete,
+            SiteEvent::Fail("bad signature".into()),
+            SiteEvent::Abort,
+        ]
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            SiteEvent::Start => "start",
+            SiteEvent::Progress => "progress",
+            SiteEvent::Retry(_) => "retry",
+            SiteEvent::Complete => "complete",
+            SiteEvent::Fail(_) => "fail",
+            SiteEvent::Abort => "abort",
+        }
+    }
+}
+
+impl SiteProgress {
+    /// Applies `event` to the site, keeping `general_error` in step with it.
+    pub fn apply(&mut self, event: SiteEvent) -> Result<(), Error> {
+        self.status = self.status.apply(&event)?;
+        match event {
+            SiteEvent::Retry(reason) | SiteEvent::Fail(reason) => self.general_error = reason,
+            SiteEvent::Abort => {
+                self.general_error = "aborted".into();
+                self.files_in_progress.clear();
+            }
+            SiteEvent::Complete => {
+                self.general_error.clear();
+                self.files_in_progress.clear();
+            }
+            SiteEvent::Start | SiteEvent::Progress => {}
+        }
+        Ok(())
+    }
+}
+
+impl Tracker {
+    /// The tracker's status, derived from its sites: in queue until work
+    /// starts, in progress while any site is unfinished, then Failed if any
+    /// site failed, else Completed.
+    pub fn status(&self) -> SiteStatus {
+        let all = |f: fn(SiteStatus) -> bool| self.sites.iter().all(|s| f(s.status));
+        if self.sites.is_empty() || all(|s| s == SiteStatus::NotDistributed) {
+            SiteStatus::NotDistributed
+        } else if all(|s| matches!(s, SiteStatus::InQueue | SiteStatus::NotDistributed)) {
+            SiteStatus::InQueue
+        } else if !all(SiteStatus::is_terminal) {
+            SiteStatus::InProgress
+        } else if self.sites.iter().any(|s| s.status == SiteStatus::Failed) {
+            SiteStatus::Failed
+        } else {
+            SiteStatus::Completed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn site_transition_table() {
+        let mut table = String::new();
+        for status in SiteStatus::ALL {
+            for event in SiteEvent::all() {
+                let outcome = match status.apply(&event) {
+                    Ok(s) => s.as_str().to_string(),
+                    Err(_) => "refused".into(),
+                };
+                table.push_str(&format!(
+                    "{} + {}: {outcome}\n",
+                    status.as_str(),
+                    event.name()
+                ));
+            }
+        }
+        let expected = "\
+Not distributed + start: In progress
+Not distributed + progress: refused
+Not distributed + retry: refused
+Not distributed + complete: refused
+Not distributed + fail: Failed
+Not distributed + abort: Failed
+In queue + start: In progress
+In queue + progress: refused
+In queue + retry: refused
+In queue + complete: refused
+In queue + fail: Failed
+In queue + abort: Failed
+In progress + start: In progress
+In progress + progress: In progress
+In progress + retry: In progress
+In progress + complete: Completed
+In progress + fail: Failed
+In progress + abort: Failed
+Completed + start: refused
+Completed + progress: refused
+Completed + retry: refused
+Completed + complete: refused
+Completed + fail: refused
+Completed + abort: refused
+Failed + start: refused
+Failed + progress: refused
+Failed + retry: refused
+Failed + complete: refused
+Failed + fail: refused
+Failed + abort: refused
+";
+        assert_eq!(table, expected);
+    }
+
+    fn tracker(statuses: &[SiteStatus]) -> Tracker {
+        let site = |s: SiteStatus| SiteProgress {
+            service_id: ServiceId::parse("jfrt@01ARZ3NDEKTSV4RRFFQ69G5FAV").unwrap(),
+            name: "e".into(),
+            status: s,
+            general_error: String::new(),
+            total_files: 0,
+            total_bytes: 0,
+            distributed_files: 0,
+            distributed_bytes: 0,
+            file_errors: vec![],
+            files_in_progress: vec![],
+        };
+        Tracker {
+            id: 1,
+            kind: TrackerKind::Distribute,
+            name: BundleName::parse("a").unwrap(),
+            version: BundleVersion::parse("1").unwrap(),
+            rules: vec![],
+            created_by: "x".into(),
+            created: 0,
+            finished: None,
+            sites: statuses.iter().copied().map(site).collect(),
+        }
+    }
+
+    #[test]
+    fn tracker_status_is_derived_from_sites() {
+        use SiteStatus::*;
+        for (sites, expected) in [
+            (vec![], NotDistributed),
+            (vec![InQueue, InQueue], InQueue),
+            (vec![InQueue, InProgress], InProgress),
+            (vec![Completed, InQueue], InProgress),
+            (vec![Completed, Completed], Completed),
+            (vec![Completed, Failed], Failed),
+            (vec![Failed, InProgress], InProgress),
+        ] {
+            assert_eq!(tracker(&sites).status(), expected, "{sites:?}");
+        }
+    }
+
+    #[test]
+    fn abort_and_failures_explain_themselves() {
+        let mut t = tracker(&[SiteStatus::InProgress]);
+        t.sites[0].files_in_progress.push("a.jar".into());
+        t.sites[0]
+            .apply(SiteEvent::Retry("edge unreachable".into()))
+            .unwrap();
+        assert_eq!(t.sites[0].general_error, "edge unreachable");
+        t.sites[0].apply(SiteEvent::Abort).unwrap();
+        assert_eq!(
+            (t.sites[0].status, t.sites[0].general_error.as_str()),
+            (SiteStatus::Failed, "aborted")
+        );
+        assert!(t.sites[0].files_in_progress.is_empty());
+        assert!(
+            t.sites[0].apply(SiteEvent::Complete).is_err(),
+            "a failed site stays failed"
+        );
+    }
 }

@@ -878,6 +878,18 @@ impl ItemRepo for SledStore {
             .await
     }
 
+    async fn commit_files(&self, files: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        // One batch: the overlay lets later files see folders created by earlier ones.
+        self.write("commit_files", move |w| {
+            let mut replaced = Vec::new();
+            for f in &files {
+                replaced.extend(put_item(w, f)?);
+            }
+            Ok(replaced)
+        })
+        .await
+    }
+
     async fn get_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Option<Item>, StoreError> {
         self.read_one("get_item", item_key(repo.as_str(), path.as_str()))
             .await

@@ -1011,6 +1011,17 @@ impl ItemRepo for SqliteStore {
             .await
     }
 
+    async fn commit_files(&self, files: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        self.tx("commit_files", move |tx| {
+            let mut replaced = Vec::new();
+            for f in &files {
+                replaced.extend(put_item(tx, f)?);
+            }
+            Ok(replaced)
+        })
+        .await
+    }
+
     async fn get_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Option<Item>, StoreError> {
         let (repo, path) = (repo.to_string(), path.to_string());
         self.tx("get_item", move |tx| {

@@ -1010,3 +1010,53 @@ pub async fn builds_round_trip(open: &Opener) {
         Some(build("app", "2"))
     );
 }
+
+/// `commit_files` makes every file visible at once, or none of them.
+pub async fn commit_files_is_all_or_nothing(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_repository(repository("r")).await.unwrap();
+    s.put_file(file("r", "a/taken", "x", ("k", "v")))
+        .await
+        .unwrap();
+    // The third file needs `a/taken` to be a folder: the whole commit is refused.
+    let batch = vec![
+        file("r", "new/1.txt", "1", ("k", "v")),
+        file("r", "new/2.txt", "2", ("k", "v")),
+        file("r", "a/taken/3.txt", "3", ("k", "v")),
+    ];
+    assert_kind(s.commit_files(batch).await, StoreErrorKind::Conflict);
+    assert_eq!(
+        s.get_item(&rkey("r"), &ipath("new")).await.unwrap(),
+        None,
+        "nothing of the batch is visible"
+    );
+    assert_eq!(
+        s.count_content_refs(&waybill_core::digest::Ingest::of(b"1").sha256)
+            .await
+            .unwrap(),
+        0
+    );
+    // A good batch lands whole, folders included, and reports what it replaced.
+    let replaced = s
+        .commit_files(vec![
+            file("r", "new/1.txt", "1", ("k", "v")),
+            file("r", "new/deep/2.txt", "2", ("k", "v")),
+            file("r", "a/taken", "y", ("k", "v")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(paths(&replaced), ["r/a/taken"]);
+    let all = s.find_items(&Default::default()).await.unwrap();
+    assert_eq!(
+        paths(&all),
+        [
+            "r/a",
+            "r/a/taken",
+            "r/new",
+            "r/new/1.txt",
+            "r/new/deep",
+            "r/new/deep/2.txt"
+        ]
+    );
+}

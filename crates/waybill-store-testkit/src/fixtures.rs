@@ -80,6 +80,8 @@ pub fn site(n: u64, site_name: &str, city: &str, country: &str) -> EdgeSite {
         city_name: city.into(),
         country_code: country.into(),
         url: format!("http://127.0.0.1:{}", 9000 + n),
+        pairing_token: waybill_core::auth::Secret::new(format!("token-{n}")),
+        tags: vec!["fixture".into()],
     }
 }
 

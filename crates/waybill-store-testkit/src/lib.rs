@@ -82,6 +82,7 @@ macro_rules! store_suite {
             find_items_honours_every_hint,
             content_refs_follow_replacements_and_deletes,
             builds_round_trip,
+            commit_files_is_all_or_nothing,
         );
         #[test]
         fn model_matches_memory_reference() {
