@@ -26,6 +26,38 @@ struct Cli {
 enum Command {
     /// Run the distribution hub (the JFrog Distribution API) on one address.
     Serve(ServeArgs),
+    /// Run an edge node: a read-only artifact server that receives bundles from its hub.
+    Edge(EdgeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct EdgeArgs {
+    #[command(flatten)]
+    node: ServeArgs,
+
+    /// This site's name, matched by distribution rules' `site_name`.
+    #[arg(long, env = "WAYBILL_SITE_NAME")]
+    site_name: String,
+
+    /// This site's city, matched by `city_name`.
+    #[arg(long, env = "WAYBILL_CITY")]
+    city: String,
+
+    /// This site's ISO 3166 country code, matched by `country_codes`.
+    #[arg(long, env = "WAYBILL_COUNTRY")]
+    country: String,
+
+    /// The secret the hub must present. Generated into <data-dir>/pairing.token when absent.
+    #[arg(long, env = "WAYBILL_PAIRING_TOKEN", hide_env_values = true)]
+    pairing_token: Option<String>,
+
+    /// Hub URL to register with on start (credentials from WAYBILL_HUB_USER / WAYBILL_HUB_PASSWORD).
+    #[arg(long, env = "WAYBILL_REGISTER_WITH")]
+    register_with: Option<String>,
+
+    /// URL the hub reaches this edge at; defaults to http://<listen address>.
+    #[arg(long, env = "WAYBILL_PUBLIC_URL")]
+    public_url: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -64,21 +96,30 @@ fn main() -> anyhow::Result<()> {
         .context("starting the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Edge(args) => runtime.block_on(edge(args)),
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let kind: StoreKind = args.store.parse()?;
+/// A node's store, blobs, identity and bootstrap admin, ready to serve.
+async fn open_node(
+    args: &ServeArgs,
+    kind: ServiceKind,
+) -> anyhow::Result<(waybill_http::AppState, StoreKind)> {
+    let store_kind: StoreKind = args.store.parse()?;
     create_private_dir(&args.data_dir)?;
-    let store = open_store(kind, &args.data_dir)
-        .with_context(|| format!("opening the {kind} store in {}", args.data_dir.display()))?;
+    let store = open_store(store_kind, &args.data_dir).with_context(|| {
+        format!(
+            "opening the {store_kind} store in {}",
+            args.data_dir.display()
+        )
+    })?;
     let blobs = Arc::new(
         waybill_blob_fs::FsBlobStore::open(args.data_dir.join("blobs"))
             .context("opening the blob store")?,
     );
     let rng = SystemRandom::new();
     let candidate = ServiceId::new(
-        ServiceKind::Distribution,
+        kind,
         ulid_from_parts(now_millis(), u128::from_be_bytes(random_bytes(&rng)?)),
     );
     let service_id = ServiceId::parse(
@@ -87,18 +128,105 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await?,
     )?;
     bootstrap_admin(store.as_ref(), &args.data_dir, &rng).await?;
+    let mut state = waybill_http::AppState::new(store, blobs, service_id);
+    state.retry = retry_policy()?;
+    Ok((state, store_kind))
+}
 
+/// `WAYBILL_RETRY_ATTEMPTS` and `WAYBILL_RETRY_BASE_MS` tune how distribution retries a site.
+fn retry_policy() -> anyhow::Result<waybill_http::distribute::RetryPolicy> {
+    let mut p = waybill_http::distribute::RetryPolicy::default();
+    if let Ok(v) = std::env::var("WAYBILL_RETRY_ATTEMPTS") {
+        p.attempts = v
+            .parse()
+            .context("WAYBILL_RETRY_ATTEMPTS must be a whole number")?;
+    }
+    if let Ok(v) = std::env::var("WAYBILL_RETRY_BASE_MS") {
+        p.base = std::time::Duration::from_millis(
+            v.parse()
+                .context("WAYBILL_RETRY_BASE_MS must be a whole number")?,
+        );
+    }
+    Ok(p)
+}
+
+async fn bind(args: &ServeArgs) -> anyhow::Result<(tokio::net::TcpListener, SocketAddr)> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, store = %kind, data_dir = %args.data_dir.display(), %service_id, "waybill hub started");
     // Tests and scripts read this line to learn the port when --listen used port 0.
     println!("waybill listening on http://{addr}");
+    Ok((listener, addr))
+}
 
-    let state = waybill_http::AppState::new(store, blobs, service_id);
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let (state, kind) = open_node(&args, ServiceKind::Distribution).await?;
+    let (listener, addr) = bind(&args).await?;
+    tracing::info!(%addr, store = %kind, data_dir = %args.data_dir.display(), service_id = %state.service_id, "waybill hub started");
+    let resumed = waybill_http::distribute::resume(&state).await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "unfinished distributions resumed");
+    }
     axum_serve(listener, waybill_http::router(state)).await?;
     tracing::info!("waybill stopped");
+    Ok(())
+}
+
+/// The pairing token: given, or read from `<data-dir>/pairing.token`, or generated there.
+fn pairing_token(args: &EdgeArgs, rng: &SystemRandom) -> anyhow::Result<String> {
+    if let Some(t) = args.pairing_token.as_ref().filter(|t| !t.is_empty()) {
+        return Ok(t.clone());
+    }
+    let path = args.node.data_dir.join("pairing.token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return Ok(existing.trim().to_string());
+    }
+    let token: String = random_bytes::<32>(rng)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    write_private_file(&path, token.as_bytes())?;
+    tracing::info!(path = %path.display(), "generated this edge's pairing token; give it to the hub (mode 0600)");
+    Ok(token)
+}
+
+async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
+    let country = args.country.trim().to_ascii_uppercase();
+    if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
+        anyhow::bail!(
+            "--country must be a two-letter ISO 3166 code, not '{}'",
+            args.country
+        );
+    }
+    let (state, kind) = open_node(&args.node, ServiceKind::Edge).await?;
+    let cfg = waybill_http::edge::EdgeConfig {
+        site_name: args.site_name.clone(),
+        city: args.city.clone(),
+        country,
+        pairing_token: waybill::auth::Secret::new(pairing_token(&args, &SystemRandom::new())?),
+    };
+    let (listener, addr) = bind(&args.node).await?;
+    tracing::info!(%addr, store = %kind, site = %cfg.site_name, service_id = %state.service_id, "waybill edge started");
+    if let Some(hub) = args.register_with.clone() {
+        let user = std::env::var("WAYBILL_HUB_USER").unwrap_or_else(|_| "admin".into());
+        let password =
+            waybill::auth::Secret::new(std::env::var("WAYBILL_HUB_PASSWORD").unwrap_or_default());
+        let public_url = args
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let cfg = cfg.clone();
+        tokio::spawn(async move {
+            match waybill_http::edge::register_with(&hub, &user, &password, &public_url, &cfg).await
+            {
+                Ok(()) => tracing::info!(%hub, "registered with the hub"),
+                Err(why) => tracing::error!(%hub, %why, "registration with the hub failed"),
+            }
+        });
+    }
+    axum_serve(listener, waybill_http::edge_router(state, cfg)).await?;
+    tracing::info!("waybill edge stopped");
     Ok(())
 }
 

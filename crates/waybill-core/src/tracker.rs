@@ -59,6 +59,9 @@ pub struct SiteProgress {
     pub file_errors: Vec<String>,
     /// Files being transferred now.
     pub files_in_progress: Vec<String>,
+    /// Blob bytes actually sent to the site (content it already held is not sent).
+    #[serde(default)]
+    pub transferred_bytes: u64,
 }
 
 /// A distribution tracker.
@@ -82,6 +85,9 @@ pub struct Tracker {
     pub finished: Option<Millis>,
     /// One entry per target site.
     pub sites: Vec<SiteProgress>,
+    /// Whether edges may create missing target repositories.
+    #[serde(default)]
+    pub auto_create: bool,
 }
 
 impl SiteStatus {
@@ -280,6 +286,7 @@ Failed + abort: refused
             distributed_bytes: 0,
             file_errors: vec![],
             files_in_progress: vec![],
+            transferred_bytes: 0,
         };
         Tracker {
             id: 1,
@@ -291,6 +298,7 @@ Failed + abort: refused
             created: 0,
             finished: None,
             sites: statuses.iter().copied().map(site).collect(),
+            auto_create: false,
         }
     }
 

@@ -281,7 +281,7 @@ async fn put_blob(
 /// stores the signed payload with its detached signature beside them
 /// (`release-bundle.json` and `release-bundle.json.asc`), where anyone can
 /// fetch and verify them. Idempotent, so a retry after a crash completes the set.
-async fn reference_artifacts(
+pub(crate) async fn reference_artifacts(
     state: &AppState,
     v: &ReleaseBundleVersion,
     who: &str,

@@ -19,9 +19,12 @@ use waybill_core::store::{BlobStore, Store};
 
 pub mod auth;
 mod bundles;
+pub mod distribute;
 pub mod dto;
+pub mod edge;
 pub mod error;
 mod keys;
+mod sites;
 pub mod source;
 mod system;
 
@@ -41,6 +44,10 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Shared by deploys, exclusive for blob garbage collection (see `source`).
     pub content_lock: Arc<tokio::sync::RwLock<()>>,
+    /// Client for hub-to-edge calls.
+    pub http: reqwest::Client,
+    /// How distribution retries a site.
+    pub retry: distribute::RetryPolicy,
 }
 
 impl AppState {
@@ -56,6 +63,11 @@ impl AppState {
             blobs,
             service_id,
             content_lock: Arc::default(),
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            retry: distribute::RetryPolicy::default(),
         }
     }
 }
@@ -83,6 +95,31 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/distribution/api/v1/release_bundle/{name}",
             get(bundles::list_bundle).delete(bundles::delete_bundle),
+        )
+        .route(
+            "/distribution/api/v1/release_bundle/distribution",
+            get(distribute::status_all),
+        )
+        .route(
+            "/distribution/api/v1/release_bundle/{name}/distribution",
+            get(distribute::status_bundle),
+        )
+        .route(
+            "/distribution/api/v1/release_bundle/{name}/{version}/distribution",
+            get(distribute::status_version),
+        )
+        .route(
+            "/distribution/api/v1/release_bundle/{name}/{version}/distribution/{id}",
+            get(distribute::status_tracker),
+        )
+        .route(
+            "/distribution/api/v1/distribution/{name}/{version}",
+            post(distribute::distribute),
+        )
+        .route("/mc/api/v1/jpds", get(sites::list).post(sites::register))
+        .route(
+            "/mc/api/v1/jpds/{id}",
+            get(sites::get).put(sites::update).delete(sites::remove),
         )
         .route(
             "/distribution/api/v1/release_bundle/{name}/{version}",
@@ -124,6 +161,29 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// An edge node's surface: the read-only source API for its users, and the
+/// distribution API for its paired hub.
+pub fn edge_router(state: AppState, cfg: edge::EdgeConfig) -> Router {
+    let anonymous = Router::new()
+        .route("/distribution/api/v1/system/ping", get(system::ping))
+        .merge(source::anonymous_routes());
+    let authenticated = Router::new()
+        .merge(source::routes(source::Mode::ReadOnly))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_auth,
+        ));
+    let public = Router::new()
+        .merge(anonymous)
+        .merge(authenticated)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+    edge::routes(state, cfg)
+        .merge(public)
+        .layer(middleware::from_fn(log_request))
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {

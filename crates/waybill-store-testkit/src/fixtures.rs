@@ -122,7 +122,9 @@ pub fn tracker(n: &str, v: &str) -> Tracker {
             distributed_bytes: 0,
             file_errors: vec![],
             files_in_progress: vec![],
+            transferred_bytes: 0,
         }],
+        auto_create: false,
     }
 }
 

@@ -1,0 +1,714 @@
+//! Distribution: `POST /distribution/{name}/{version}` schedules a tracker,
+//! and the engine delivers the signed version to every selected site.
+//!
+//! Per site, in parallel across sites: **prepare** (the edge verifies the
+//! signature and lists the blobs it lacks), **transfer** (only those blobs,
+//! a few at a time, verified by the edge as they arrive), **commit** (the
+//! edge makes everything visible at once and returns a receipt). A site is
+//! Completed only when the receipt verifies. Transient failures (network,
+//! 5xx) are retried with exponential backoff, showing the reason meanwhile;
+//! refusals (4xx) fail the site with the edge's message. Every status change
+//! goes through `SiteProgress::apply`, and unfinished trackers resume when
+//! the hub restarts ([`resume`]).
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes_stream::blob_body;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use waybill_core::auth::constant_time_eq;
+use waybill_core::bundle::ReleaseBundleVersion;
+use waybill_core::digest::Sha256;
+use waybill_core::name::{BundleName, BundleVersion};
+use waybill_core::rules::{DistributionRule, RuleSet};
+use waybill_core::site::EdgeSite;
+use waybill_core::state::VersionEvent;
+use waybill_core::time::format_iso;
+use waybill_core::tracker::{SiteEvent, SiteProgress, SiteStatus, Tracker, TrackerId, TrackerKind};
+
+use crate::{ApiError, AppState, Json, Principal};
+
+/// Blobs sent to one site at the same time.
+const PER_SITE_CONCURRENCY: usize = 4;
+
+/// How often a site is retried after transient failures, and how fast.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts per site before it fails.
+    pub attempts: u32,
+    /// The first wait; each further wait doubles, up to 30 s.
+    pub base: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 8,
+            base: Duration::from_millis(500),
+        }
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct RuleDto {
+    site_name: Option<String>,
+    city_name: Option<String>,
+    country_codes: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DistributeBody {
+    #[serde(default)]
+    dry_run: bool,
+    distribution_rules: Vec<RuleDto>,
+    #[serde(default)]
+    auto_create_missing_repositories: bool,
+}
+
+fn rules_from(dtos: Vec<RuleDto>) -> Vec<DistributionRule> {
+    dtos.into_iter()
+        .map(|r| DistributionRule {
+            site_name: r.site_name,
+            city_name: r.city_name,
+            country_codes: r.country_codes.unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn site_ref(s: &EdgeSite) -> Value {
+    json!({"service_id": s.service_id.as_str(), "name": s.name, "type": EdgeSite::TYPE})
+}
+
+/// `POST /api/v1/distribution/{name}/{version}`.
+pub(crate) async fn distribute(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((name, version)): Path<(String, String)>,
+    Json(body): Json<DistributeBody>,
+) -> Result<Response, ApiError> {
+    let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
+    if !who.admin {
+        return Err(ApiError::forbidden(format!(
+            "user '{}' needs distribute permission on release bundle '{name}'; only administrators have it for now",
+            who.name
+        )));
+    }
+    if body.distribution_rules.is_empty() {
+        return Err(ApiError::bad_request(
+            "distribution_rules must hold at least one rule; {} selects every site",
+        ));
+    }
+    let v = state
+        .store
+        .get_version(&name, &version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
+        })?;
+    v.state.apply(VersionEvent::Distribute)?;
+    if let Some(reason) = v.blocked() {
+        return Err(ApiError::bad_request(format!(
+            "release bundle {} is blocked by the scan policy: {reason}",
+            v.label()
+        )));
+    }
+    let rules = rules_from(body.distribution_rules);
+    let sites = state.store.list_sites().await?;
+    let selected: Vec<EdgeSite> = RuleSet::new(&rules)
+        .select(&sites)
+        .into_iter()
+        .cloned()
+        .collect();
+    if selected.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the distribution rules match none of the {} registered edge sites",
+            sites.len()
+        )));
+    }
+    let refs: Vec<Value> = selected.iter().map(site_ref).collect();
+    if body.dry_run {
+        return Ok(axum::Json(json!({"id": 0, "sites": refs})).into_response());
+    }
+    // The hub must hold every blob it is about to send; references keep them.
+    crate::bundles::reference_artifacts(&state, &v, &who.name).await?;
+    let tracker = Tracker {
+        id: 0,
+        kind: TrackerKind::Distribute,
+        name,
+        version,
+        rules,
+        created_by: who.name.clone(),
+        created: now_millis(),
+        finished: None,
+        sites: selected
+            .iter()
+            .map(|s| SiteProgress {
+                service_id: s.service_id.clone(),
+                name: s.name.clone(),
+                status: SiteStatus::InQueue,
+                general_error: String::new(),
+                total_files: v.artifacts.len() as u64,
+                total_bytes: v.total_size(),
+                distributed_files: 0,
+                distributed_bytes: 0,
+                file_errors: vec![],
+                files_in_progress: vec![],
+                transferred_bytes: 0,
+            })
+            .collect(),
+        auto_create: body.auto_create_missing_repositories,
+    };
+    let tracker = state.store.create_tracker(tracker).await?;
+    tracing::info!(bundle = %v.label(), tracker = tracker.id, sites = selected.len(), "distribution scheduled");
+    spawn(state.clone(), tracker.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"id": tracker.id, "sites": refs})),
+    )
+        .into_response())
+}
+
+/// Starts the engine for a tracker in the background.
+pub fn spawn(state: AppState, id: TrackerId) {
+    tokio::spawn(async move {
+        if let Err(e) = run(&state, id).await {
+            tracing::error!(tracker = id, error = %e.message(), "distribution stopped");
+        }
+    });
+}
+
+/// Resumes every unfinished distribution; called when the hub starts.
+pub async fn resume(state: &AppState) -> Result<usize, waybill_core::StoreError> {
+    let unfinished: Vec<Tracker> = state
+        .store
+        .list_trackers(None, None)
+        .await?
+        .into_iter()
+        .filter(|t| t.finished.is_none() && t.kind == TrackerKind::Distribute)
+        .collect();
+    for t in &unfinished {
+        tracing::info!(tracker = t.id, bundle = %format!("{}/{}", t.name, t.version), "resuming distribution");
+        spawn(state.clone(), t.id);
+    }
+    Ok(unfinished.len())
+}
+
+async fn run(state: &AppState, id: TrackerId) -> Result<(), ApiError> {
+    let tracker = state
+        .store
+        .get_tracker(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tracker vanished"))?;
+    let version = state
+        .store
+        .get_version(&tracker.name, &tracker.version)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the version was deleted"))?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for site in tracker.sites.iter().filter(|s| !s.status.is_terminal()) {
+        let Some(edge) = state.store.get_site(&site.service_id).await? else {
+            update_site(
+                state,
+                id,
+                site.service_id.as_str(),
+                SiteEvent::Fail("the edge was unregistered".into()),
+            )
+            .await;
+            continue;
+        };
+        let (state, version, auto) = (state.clone(), version.clone(), tracker.auto_create);
+        tasks.spawn(async move { deliver(&state, id, &edge, &version, auto).await });
+    }
+    while tasks.join_next().await.is_some() {}
+    state
+        .store
+        .update_tracker(
+            id,
+            Box::new(|t| {
+                t.finished = Some(now_millis());
+                Ok(())
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Applies an event to one site of a tracker; logs instead of failing, since
+/// the engine must go on for the other sites.
+async fn update_site(state: &AppState, id: TrackerId, service_id: &str, event: SiteEvent) {
+    update_progress(state, id, service_id, move |s| s.apply(event)).await;
+}
+
+async fn update_progress(
+    state: &AppState,
+    id: TrackerId,
+    service_id: &str,
+    f: impl FnOnce(&mut SiteProgress) -> Result<(), waybill_core::Error> + Send + 'static,
+) {
+    let sid = service_id.to_string();
+    let res = state
+        .store
+        .update_tracker(
+            id,
+            Box::new(move |t| {
+                let site = t
+                    .sites
+                    .iter_mut()
+                    .find(|s| s.service_id.as_str() == sid)
+                    .ok_or_else(|| waybill_core::Error::NotFound {
+                        what: format!("site {sid}"),
+                    })?;
+                f(site)
+            }),
+        )
+        .await;
+    if let Err(e) = res {
+        tracing::warn!(tracker = id, site = service_id, error = %e, "tracker update refused");
+    }
+}
+
+/// Why an attempt on a site did not finish.
+enum Attempt {
+    /// Worth retrying: the edge was unreachable or failed internally.
+    Transient(String),
+    /// The edge refused; retrying would not help.
+    Refused(String),
+}
+
+fn classify(
+    what: &str,
+    res: Result<reqwest::Response, reqwest::Error>,
+) -> Result<reqwest::Response, Attempt> {
+    match res {
+        Err(e) => Err(Attempt::Transient(format!("{what}: edge unreachable: {e}"))),
+        Ok(r) if r.status().is_success() => Ok(r),
+        Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
+            Err(Attempt::Transient(format!(
+                "{what}: edge answered {}",
+                r.status()
+            )))
+        }
+        Ok(r) if r.status() == StatusCode::UNAUTHORIZED => Err(Attempt::Refused(format!(
+            "{what}: the edge refused this hub's pairing token"
+        ))),
+        Ok(r) => Err(Attempt::Refused(format!(
+            "{what}: edge answered {}",
+            r.status()
+        ))),
+    }
+}
+
+/// The edge's error message, when it sent one.
+async fn refusal(what: &str, r: reqwest::Response) -> Attempt {
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    let msg = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_string))
+        .unwrap_or(text);
+    if status.is_server_error() {
+        Attempt::Transient(format!("{what}: edge answered {status}: {msg}"))
+    } else {
+        Attempt::Refused(format!("{what}: {msg}"))
+    }
+}
+
+async fn call(what: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, Attempt> {
+    match req.send().await {
+        Ok(r) if !r.status().is_success() => Err(refusal(what, r).await),
+        other => classify(what, other),
+    }
+}
+
+/// Delivers the version to one site, retrying transient failures.
+async fn deliver(
+    state: &AppState,
+    id: TrackerId,
+    edge: &EdgeSite,
+    v: &ReleaseBundleVersion,
+    auto_create: bool,
+) {
+    let sid = edge.service_id.as_str();
+    update_site(state, id, sid, SiteEvent::Start).await;
+    let policy = state.retry;
+    let mut last = String::new();
+    for attempt in 0..policy.attempts {
+        if attempt > 0 {
+            let wait = policy
+                .base
+                .saturating_mul(1 << (attempt - 1).min(6))
+                .min(Duration::from_secs(30));
+            tokio::time::sleep(wait).await;
+        }
+        match attempt_once(state, id, edge, v, auto_create).await {
+            Ok(()) => {
+                update_site(state, id, sid, SiteEvent::Complete).await;
+                tracing::info!(tracker = id, site = %edge.name, "site completed");
+                return;
+            }
+            Err(Attempt::Refused(msg)) => {
+                tracing::warn!(tracker = id, site = %edge.name, %msg, "site failed");
+                update_site(state, id, sid, SiteEvent::Fail(msg)).await;
+                return;
+            }
+            Err(Attempt::Transient(msg)) => {
+                tracing::info!(tracker = id, site = %edge.name, %msg, attempt, "retrying site");
+                update_site(state, id, sid, SiteEvent::Retry(format!("{msg}; retrying"))).await;
+                last = msg;
+            }
+        }
+    }
+    update_site(
+        state,
+        id,
+        sid,
+        SiteEvent::Fail(format!(
+            "gave up after {} attempts: {last}",
+            policy.attempts
+        )),
+    )
+    .await;
+}
+
+fn bundle_body(v: &ReleaseBundleVersion, auto_create: bool) -> Result<Value, Attempt> {
+    let sig = v
+        .signature
+        .as_ref()
+        .ok_or_else(|| Attempt::Refused("the version has no signature".into()))?;
+    Ok(json!({
+        "name": v.name.as_str(),
+        "version": v.version.as_str(),
+        "payload": sig.payload,
+        "pgp_signature": sig.pgp_signature,
+        "auto_create_missing_repositories": auto_create,
+    }))
+}
+
+async fn attempt_once(
+    state: &AppState,
+    id: TrackerId,
+    edge: &EdgeSite,
+    v: &ReleaseBundleVersion,
+    auto_create: bool,
+) -> Result<(), Attempt> {
+    let base = format!("{}/waybill/api/v1/edge", edge.url);
+    let token = edge.pairing_token.expose().to_string();
+    let sid = edge.service_id.as_str().to_string();
+    let body = bundle_body(v, auto_create)?;
+
+    // 1. Prepare: which content is missing?
+    let res = call(
+        "prepare",
+        state
+            .http
+            .post(format!("{base}/prepare"))
+            .bearer_auth(&token)
+            .json(&body),
+    )
+    .await?;
+    let prepared: Value = res
+        .json()
+        .await
+        .map_err(|e| Attempt::Transient(format!("prepare: unreadable answer: {e}")))?;
+    let missing: Vec<Sha256> = prepared["missing"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str().and_then(|d| Sha256::parse_hex(d).ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let present_files = v
+        .artifacts
+        .iter()
+        .filter(|a| !missing.contains(&a.checksum))
+        .count() as u64;
+    let present_bytes: u64 = v
+        .artifacts
+        .iter()
+        .filter(|a| !missing.contains(&a.checksum))
+        .map(|a| a.size)
+        .sum();
+    update_progress(state, id, &sid, move |s| {
+        s.apply(SiteEvent::Progress)?;
+        s.distributed_files = present_files;
+        s.distributed_bytes = present_bytes;
+        Ok(())
+    })
+    .await;
+
+    // 2. Transfer only the missing blobs, a few at a time. Jobs own their
+    // inputs: closures that borrow across `.await` defeat Send inference.
+    let jobs: Vec<(Sha256, Vec<(String, u64)>)> = missing
+        .iter()
+        .map(|d| {
+            let files = v
+                .artifacts
+                .iter()
+                .filter(|a| a.checksum == *d)
+                .map(|a| (a.target_repo_path.clone(), a.size))
+                .collect();
+            (*d, files)
+        })
+        .collect();
+    let (owned_state, owned_token, owned_sid, owned_base) =
+        (state.clone(), token.clone(), sid.clone(), base.clone());
+    let sends = jobs.into_iter().map(move |(digest, files)| {
+        let (state, token, sid, base) = (
+            owned_state.clone(),
+            owned_token.clone(),
+            owned_sid.clone(),
+            owned_base.clone(),
+        );
+        async move {
+            let size = state
+                .blobs
+                .stat(&digest)
+                .await
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    Attempt::Refused(format!(
+                        "the hub no longer holds {} ({digest})",
+                        files.first().map(|f| f.0.as_str()).unwrap_or("?")
+                    ))
+                })?;
+            let names: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
+            let in_progress = names.clone();
+            update_progress(&state, id, &sid, move |s| {
+                s.files_in_progress.extend(in_progress);
+                Ok(())
+            })
+            .await;
+            let req = state
+                .http
+                .put(format!("{base}/blobs/{digest}"))
+                .bearer_auth(&token)
+                .header("content-length", size)
+                .body(reqwest::Body::wrap_stream(blob_body(
+                    state.blobs.clone(),
+                    digest,
+                    size,
+                )));
+            let result = call(&format!("transfer of {}", names.join(", ")), req).await;
+            let done = names.clone();
+            let ok = result.is_ok();
+            let (nfiles, nbytes): (u64, u64) =
+                (files.len() as u64, files.iter().map(|f| f.1).sum());
+            update_progress(&state, id, &sid, move |s| {
+                s.files_in_progress.retain(|f| !done.contains(f));
+                if ok {
+                    s.distributed_files += nfiles;
+                    s.distributed_bytes += nbytes;
+                    s.transferred_bytes += size;
+                }
+                Ok(())
+            })
+            .await;
+            result.map(drop)
+        }
+    });
+    let results: Vec<Result<(), Attempt>> = futures_util::stream::iter(sends)
+        .buffer_unordered(PER_SITE_CONCURRENCY)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+
+    // 3. Commit, and believe only a receipt that verifies.
+    let res = call(
+        "commit",
+        state
+            .http
+            .post(format!("{base}/commit"))
+            .bearer_auth(&token)
+            .json(&body),
+    )
+    .await?;
+    let answer: Value = res
+        .json()
+        .await
+        .map_err(|e| Attempt::Transient(format!("commit: unreadable answer: {e}")))?;
+    let sig = v
+        .signature
+        .as_ref()
+        .ok_or_else(|| Attempt::Refused("the version has no signature".into()))?;
+    let manifest = Sha256::of(sig.payload.as_bytes());
+    let expected = crate::edge::receipt(
+        &edge.pairing_token,
+        v.name.as_str(),
+        v.version.as_str(),
+        &manifest,
+    );
+    let got = answer["receipt"].as_str().unwrap_or("");
+    if answer["manifest_sha256"].as_str() != Some(manifest.to_hex().as_str())
+        || !constant_time_eq(got.as_bytes(), expected.as_bytes())
+    {
+        return Err(Attempt::Refused(
+            "commit: the edge's receipt does not verify".into(),
+        ));
+    }
+    Ok(())
+}
+
+mod bytes_stream {
+    //! A blob as a stream of chunks, for request bodies.
+    use std::sync::Arc;
+
+    use axum::body::Bytes;
+    use futures_util::Stream;
+    use waybill_core::digest::Sha256;
+    use waybill_core::store::BlobStore;
+
+    const CHUNK: u64 = 1 << 20;
+
+    pub(super) fn blob_body(
+        blobs: Arc<dyn BlobStore>,
+        digest: Sha256,
+        size: u64,
+    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        futures_util::stream::unfold(0u64, move |at| {
+            let blobs = blobs.clone();
+            async move {
+                if at >= size {
+                    return None;
+                }
+                match blobs.read_range(&digest, at, CHUNK.min(size - at)).await {
+                    Ok(b) if b.is_empty() => {
+                        Some((Err(std::io::Error::other("blob ended early")), size))
+                    }
+                    Ok(b) => {
+                        let next = at + b.len() as u64;
+                        Some((Ok(Bytes::from(b)), next))
+                    }
+                    Err(e) => Some((Err(std::io::Error::other(e.to_string())), size)),
+                }
+            }
+        })
+    }
+}
+
+// ---- status views ----------------------------------------------------------
+
+fn tracker_json(t: &Tracker, friendly: usize) -> Value {
+    let mut j = json!({
+        "distribution_id": t.id,
+        "distribution_friendly_id": friendly,
+        "type": match t.kind { TrackerKind::Distribute => "distribute", TrackerKind::DeleteVersion => "delete_release_bundle_version" },
+        "release_bundle_name": t.name.as_str(),
+        "release_bundle_version": t.version.as_str(),
+        "status": t.status().as_str(),
+        "distribution_rules": t.rules.iter().map(|r| json!({
+            "site_name": r.site_name.clone().unwrap_or_else(|| "*".into()),
+            "city_name": r.city_name.clone().unwrap_or_else(|| "*".into()),
+            "country_codes": if r.country_codes.is_empty() { vec!["*".to_string()] } else { r.country_codes.clone() },
+        })).collect::<Vec<_>>(),
+        "created_by": t.created_by,
+        "distributed_by": t.created_by,
+        "start_time": format_iso(t.created),
+        "sites": t.sites.iter().map(|s| json!({
+            "status": s.status.as_str(),
+            "general_error": s.general_error,
+            "target_artifactory": {"service_id": s.service_id.as_str(), "name": s.name, "type": EdgeSite::TYPE},
+            "total_files": s.total_files,
+            "total_bytes": s.total_bytes,
+            "distributed_files": s.distributed_files,
+            "distributed_bytes": s.distributed_bytes,
+            "transferred_bytes": s.transferred_bytes,
+            "file_errors": s.file_errors,
+            "files_in_progress": s.files_in_progress,
+        })).collect::<Vec<_>>(),
+    });
+    if let Some(done) = t.finished {
+        j["finish_time"] = format_iso(done).into();
+        j["duration"] = json!(done.saturating_sub(t.created));
+    }
+    j
+}
+
+/// Renders trackers with their per-version friendly ids (1, 2, … by id).
+fn render(all_of_versions: &[Tracker], shown: impl Fn(&Tracker) -> bool) -> Vec<Value> {
+    let mut out = Vec::new();
+    for t in all_of_versions.iter().filter(|t| shown(t)) {
+        let friendly = all_of_versions
+            .iter()
+            .filter(|o| o.name == t.name && o.version == t.version && o.id <= t.id)
+            .count();
+        out.push(tracker_json(t, friendly));
+    }
+    out
+}
+
+/// `GET /api/v1/release_bundle/distribution`.
+pub(crate) async fn status_all(
+    State(state): State<AppState>,
+    _who: Principal,
+) -> Result<Response, ApiError> {
+    let all = state.store.list_trackers(None, None).await?;
+    Ok(axum::Json(render(&all, |_| true)).into_response())
+}
+
+/// `GET /api/v1/release_bundle/{name}/distribution`.
+pub(crate) async fn status_bundle(
+    State(state): State<AppState>,
+    _who: Principal,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let name = BundleName::parse(name)?;
+    let all = state.store.list_trackers(Some(&name), None).await?;
+    Ok(axum::Json(render(&all, |_| true)).into_response())
+}
+
+/// `GET /api/v1/release_bundle/{name}/{version}/distribution`: 404 once the
+/// version and its trackers are gone (the JFrog CLI's sync delete waits for it).
+pub(crate) async fn status_version(
+    State(state): State<AppState>,
+    _who: Principal,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
+    let all = state
+        .store
+        .list_trackers(Some(&name), Some(&version))
+        .await?;
+    if all.is_empty() && state.store.get_version(&name, &version).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "release bundle {name}/{version} has no distributions"
+        )));
+    }
+    Ok(axum::Json(render(&all, |_| true)).into_response())
+}
+
+/// `GET /api/v1/release_bundle/{name}/{version}/distribution/{id}`: one object.
+pub(crate) async fn status_tracker(
+    State(state): State<AppState>,
+    _who: Principal,
+    Path((name, version, id)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
+    let id: TrackerId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("tracker id must be a number, not '{id}'")))?;
+    let all = state
+        .store
+        .list_trackers(Some(&name), Some(&version))
+        .await?;
+    let rendered = render(&all, |t| t.id == id);
+    let one = rendered
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::not_found(format!("no distribution {id} of {name}/{version}")))?;
+    Ok(axum::Json(one).into_response())
+}

@@ -1,0 +1,259 @@
+//! Edge registration in JFrog Mission Control's JPD shape, under
+//! `/mc/api/v1/jpds` (admin only). Registering checks that the edge answers
+//! at its URL and accepts the pairing token, takes the edge's own service id
+//! as the site id, and sends it the hub's current signing public key.
+//! Pairing tokens are stored but never returned.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use waybill_core::auth::Secret;
+use waybill_core::site::{EdgeSite, ServiceId};
+
+use crate::{ApiError, AppState, Json, Principal};
+
+#[derive(Deserialize)]
+pub(crate) struct Location {
+    city_name: String,
+    country_code: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    latitude: Option<f64>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    longitude: Option<f64>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct JpdBody {
+    name: String,
+    url: String,
+    token: String,
+    location: Location,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct EdgeInfo {
+    service_id: String,
+}
+
+fn jpd_json(s: &EdgeSite, status: &str) -> Value {
+    json!({
+        "id": s.service_id.as_str(),
+        "service_id": s.service_id.as_str(),
+        "name": s.name,
+        "url": s.url,
+        "type": "edge",
+        "status": status,
+        "location": {"city_name": s.city_name, "country_code": s.country_code},
+        "tags": s.tags,
+    })
+}
+
+fn validate(body: &JpdBody) -> Result<(), ApiError> {
+    let bad = |what: &str| ApiError::bad_request(what.to_string());
+    if body.name.trim().is_empty()
+        || body.name.chars().count() > 128
+        || body.name.chars().any(char::is_control)
+    {
+        return Err(bad(
+            "name must be 1 to 128 characters without control characters",
+        ));
+    }
+    if !(body.url.starts_with("http://") || body.url.starts_with("https://")) {
+        return Err(bad("url must start with http:// or https://"));
+    }
+    if body.token.is_empty() {
+        return Err(bad("token is required: the edge's pairing token"));
+    }
+    let cc = &body.location.country_code;
+    if cc.len() != 2 || !cc.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(bad(
+            "location.country_code must be a two-letter ISO 3166 code",
+        ));
+    }
+    if body.location.city_name.trim().is_empty() {
+        return Err(bad("location.city_name is required"));
+    }
+    Ok(())
+}
+
+/// Asks the edge who it is, presenting the token.
+async fn probe(state: &AppState, url: &str, token: &str) -> Result<ServiceId, ApiError> {
+    let res = state
+        .http
+        .get(format!(
+            "{}/waybill/api/v1/edge/info",
+            url.trim_end_matches('/')
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("the edge does not answer at {url}: {e}")))?;
+    match res.status() {
+        StatusCode::OK => {}
+        StatusCode::UNAUTHORIZED => {
+            return Err(ApiError::bad_request(format!(
+                "the edge at {url} refused the pairing token"
+            )));
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "the edge at {url} answered {other}"
+            )));
+        }
+    }
+    let info: EdgeInfo = res
+        .json()
+        .await
+        .map_err(|e| ApiError::bad_request(format!("the edge at {url} sent no edge info: {e}")))?;
+    ServiceId::parse(info.service_id).map_err(ApiError::from)
+}
+
+/// Sends the hub's current public signing key to one edge.
+pub(crate) async fn push_key(state: &AppState, site: &EdgeSite) -> Result<(), String> {
+    let Some(key) = state.store.default_key().await.map_err(|e| e.to_string())? else {
+        return Err("the hub has no signing key yet".into());
+    };
+    let res = state
+        .http
+        .put(format!(
+            "{}/waybill/api/v1/edge/key",
+            site.url.trim_end_matches('/')
+        ))
+        .bearer_auth(site.pairing_token.expose())
+        .json(&json!({"public_key": key.public_key}))
+        .send()
+        .await
+        .map_err(|e| format!("unreachable: {e}"))?;
+    if res.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {}", res.status()))
+    }
+}
+
+async fn save(state: &AppState, body: JpdBody, id: ServiceId) -> Result<EdgeSite, ApiError> {
+    let site = EdgeSite {
+        service_id: id,
+        name: body.name,
+        city_name: body.location.city_name,
+        country_code: body.location.country_code.to_ascii_uppercase(),
+        url: body.url.trim_end_matches('/').to_string(),
+        pairing_token: Secret::new(body.token),
+        tags: body.tags,
+    };
+    match state.store.put_site(site.clone()).await {
+        Ok(()) => Ok(site),
+        Err(e) if e.kind() == waybill_core::StoreErrorKind::Conflict => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("another edge is already registered as '{}'", site.name),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /mc/api/v1/jpds`: 201 for a new edge, 200 when the same edge registers again.
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    who: Principal,
+    Json(body): Json<JpdBody>,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    validate(&body)?;
+    let id = probe(&state, &body.url, &body.token).await?;
+    let existed = state.store.get_site(&id).await?.is_some();
+    let site = save(&state, body, id).await?;
+    let status = match push_key(&state, &site).await {
+        Ok(()) => "ONLINE",
+        Err(why) => {
+            tracing::warn!(site = %site.name, %why, "signing key not sent to the new edge");
+            "ONLINE_WITHOUT_KEY"
+        }
+    };
+    tracing::info!(site = %site.name, id = %site.service_id, "edge registered");
+    let code = if existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((code, axum::Json(jpd_json(&site, status))).into_response())
+}
+
+/// `GET /mc/api/v1/jpds`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    let sites = state.store.list_sites().await?;
+    Ok(axum::Json(
+        sites
+            .iter()
+            .map(|s| jpd_json(s, "ONLINE"))
+            .collect::<Vec<_>>(),
+    )
+    .into_response())
+}
+
+fn parse_id(raw: &str) -> Result<ServiceId, ApiError> {
+    ServiceId::parse(raw).map_err(|_| ApiError::not_found(format!("no edge has id '{raw}'")))
+}
+
+/// `GET /mc/api/v1/jpds/{id}`.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    let site = state
+        .store
+        .get_site(&parse_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no edge has id '{id}'")))?;
+    Ok(axum::Json(jpd_json(&site, "ONLINE")).into_response())
+}
+
+/// `PUT /mc/api/v1/jpds/{id}`: re-checks the edge, which must still be the same one.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Json(body): Json<JpdBody>,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    let id = parse_id(&id)?;
+    state
+        .store
+        .get_site(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no edge has id '{id}'")))?;
+    validate(&body)?;
+    let answered = probe(&state, &body.url, &body.token).await?;
+    if answered != id {
+        return Err(ApiError::bad_request(format!(
+            "the edge at {} is {answered}, not {id}",
+            body.url
+        )));
+    }
+    let site = save(&state, body, id).await?;
+    Ok(axum::Json(jpd_json(&site, "ONLINE")).into_response())
+}
+
+/// `DELETE /mc/api/v1/jpds/{id}`.
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    if !state.store.delete_site(&parse_id(&id)?).await? {
+        return Err(ApiError::not_found(format!("no edge has id '{id}'")));
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
