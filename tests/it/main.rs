@@ -4,10 +4,12 @@
 //! - `support`: starting and stopping servers.
 //! - `serve`: start-up, bootstrap, ping/info, auth, settings, shutdown.
 //! - `bundles`: release bundles v1 and signing keys.
+//! - `distribution`: a hub and edges as separate processes.
 //! - `source`: the Artifactory-compatible source repository.
 //! - `layering`: the dependency-direction invariant.
 
 mod bundles;
+mod distribution;
 mod layering;
 mod serve;
 mod source;

@@ -20,6 +20,8 @@ pub struct Launch<'a> {
     pub data_dir: &'a Path,
     pub store: &'a str,
     pub env: Vec<(&'a str, &'a str)>,
+    /// `serve` for a hub; `edge` plus its flags for an edge.
+    pub subcommand: Vec<String>,
 }
 
 impl<'a> Launch<'a> {
@@ -28,15 +30,43 @@ impl<'a> Launch<'a> {
             data_dir,
             store: "sqlite",
             env: vec![("WAYBILL_ADMIN_PASSWORD", "admin-pw-for-tests")],
+            subcommand: vec!["serve".into()],
         }
+    }
+
+    /// An edge at `site`, `city`, `country`, paired with `token`.
+    pub fn edge(
+        data_dir: &'a Path,
+        site: &str,
+        city: &str,
+        country: &str,
+        token: &str,
+    ) -> Launch<'a> {
+        let mut l = Launch::new(data_dir);
+        l.subcommand = [
+            "edge",
+            "--site-name",
+            site,
+            "--city",
+            city,
+            "--country",
+            country,
+            "--pairing-token",
+            token,
+        ]
+        .map(str::to_string)
+        .to_vec();
+        l
     }
 
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_waybill"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--store", self.store])
+        cmd.args(&self.subcommand)
+            .args(["--listen", "127.0.0.1:0", "--store", self.store])
             .arg("--data-dir")
             .arg(self.data_dir)
             .env_remove("WAYBILL_ADMIN_PASSWORD")
+            .env_remove("WAYBILL_PAIRING_TOKEN")
             .env("WAYBILL_LOG", "debug");
         for (k, v) in &self.env {
             cmd.env(k, v);

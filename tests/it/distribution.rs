@@ -1,0 +1,704 @@
+//! Distribution to edge nodes, black-box: a hub and three edges (two
+//! countries, two cities) as separate processes on loopback.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_PW, Hub, Launch, Server, client, content, sha256_hex, stores};
+
+const PW: &str = "correct horse battery staple";
+const EDGES: [(&str, &str, &str); 3] = [
+    ("de-fra-1", "Frankfurt", "DE"),
+    ("de-muc-1", "München", "DE"),
+    ("us-nyc-1", "New York", "US"),
+];
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/keys/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+struct Edge {
+    server: Server,
+    name: &'static str,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+fn start_edge(i: usize, store: &str) -> Edge {
+    let (name, city, country) = EDGES[i];
+    let dir = tempfile::tempdir().unwrap();
+    let token = format!("pairing-token-{i}-{}", std::process::id());
+    let data = dir.path().join("data");
+    let mut launch = Launch::edge(&data, name, city, country, &token);
+    launch.store = store;
+    let server = launch.start();
+    Edge {
+        server,
+        name,
+        token,
+        _dir: dir,
+    }
+}
+
+struct Grid {
+    hub: Hub,
+    edges: Vec<Edge>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+fn dist(hub: &Hub, method: Method, path: &str) -> reqwest::RequestBuilder {
+    hub.http
+        .request(
+            method,
+            hub.server.url(&format!("/distribution/api/v1/{path}")),
+        )
+        .basic_auth("admin", Some(ADMIN_PW))
+}
+
+async fn register(hub: &Hub, edge: &Edge, i: usize) -> (StatusCode, Value) {
+    let (_, city, country) = EDGES[i];
+    let body = json!({"name": edge.name, "url": edge.server.base, "token": edge.token, "location": {"city_name": city, "country_code": country}, "tags": ["test"]});
+    let res = hub
+        .http
+        .post(hub.server.url("/mc/api/v1/jpds"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    hub.json(res).await
+}
+
+async fn upload_key(hub: &Hub) {
+    let res = hub
+        .http
+        .put(hub.server.url("/distribution//api/v1/keys/pgp"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&json!({"public_key": fixture("rsa3072-protected.pub.asc"), "private_key": fixture("rsa3072-protected.sec.asc")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+async fn create_signed(hub: &Hub, name: &str, version: &str) {
+    let body = json!({"name": name, "version": version, "dry_run": false, "sign_immediately": true,
+        "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\",\"type\":\"file\"})",
+                              "mappings": [{"input": "^libs/(.*)$", "output": "prod/$1"}],
+                              "added_props": [{"key": "bundle", "values": [name]}]}]}});
+    let res = dist(hub, Method::POST, "release_bundle")
+        .header("X-Gpg-Passphrase", PW)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
+}
+
+async fn grid(store: &str, register_edges: bool) -> Grid {
+    let hub = Hub::start(store);
+    let edges: Vec<Edge> = (0..3).map(|i| start_edge(i, store)).collect();
+    upload_key(&hub).await;
+    if register_edges {
+        for (i, e) in edges.iter().enumerate() {
+            let (status, body) = register(&hub, e, i).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            assert_eq!(body["status"], "ONLINE", "the key reached the edge: {body}");
+            assert!(body.get("token").is_none(), "tokens are never returned");
+        }
+    }
+    hub.create_repo("libs").await;
+    let files = vec![
+        ("app/app-1.0.jar".to_string(), content(2 << 20, 1)),
+        ("app/lib/dep.tgz".to_string(), content(150_000, 2)),
+        ("app/README.md".to_string(), b"hello edges".to_vec()),
+    ];
+    for (path, data) in &files {
+        let (status, body) = hub
+            .deploy(&format!("libs/{path};team=core"), data.clone())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    Grid { hub, edges, files }
+}
+
+/// Polls a tracker the way the JFrog CLI does (first poll at once, then at
+/// an interval) until it is terminal, and returns it.
+async fn wait_for(hub: &Hub, name: &str, version: &str, id: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let res = dist(
+            hub,
+            Method::GET,
+            &format!("release_bundle/{name}/{version}/distribution/{id}"),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let text = res.text().await.unwrap();
+        assert!(
+            text.starts_with('{') || text.starts_with('['),
+            "no leading white space: {text:?}"
+        );
+        let t: Value = serde_json::from_str(&text).unwrap();
+        let status = t["status"].as_str().unwrap().to_string();
+        assert!(
+            [
+                "Not distributed",
+                "In queue",
+                "In progress",
+                "Completed",
+                "Failed"
+            ]
+            .contains(&status.as_str()),
+            "{status}"
+        );
+        if status == "Completed" || status == "Failed" {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tracker {id} did not finish: {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+async fn distribute(
+    hub: &Hub,
+    name: &str,
+    version: &str,
+    rules: Value,
+    auto_create: bool,
+) -> (StatusCode, Value) {
+    let mut body = json!({"dry_run": false, "distribution_rules": rules});
+    if auto_create {
+        body["auto_create_missing_repositories"] = json!(true);
+    }
+    let res = dist(hub, Method::POST, &format!("distribution/{name}/{version}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    hub.json(res).await
+}
+
+async fn edge_get(edge: &Edge, path: &str) -> reqwest::Response {
+    client()
+        .get(edge.server.url(&format!("/artifactory/{path}")))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn assert_edge_holds(grid: &Grid, i: usize) {
+    for (path, data) in &grid.files {
+        let res = edge_get(&grid.edges[i], &format!("prod/{path}")).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "{} lacks {path}",
+            grid.edges[i].name
+        );
+        assert_eq!(
+            res.headers()["x-checksum-sha256"],
+            sha256_hex(data).as_str()
+        );
+        assert_eq!(
+            res.bytes().await.unwrap().as_ref(),
+            data.as_slice(),
+            "{}: {path}",
+            grid.edges[i].name
+        );
+    }
+}
+
+async fn assert_edge_empty(grid: &Grid, i: usize) {
+    for (path, _) in &grid.files {
+        let res = edge_get(&grid.edges[i], &format!("prod/{path}")).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::NOT_FOUND,
+            "{} holds {path} but was not selected",
+            grid.edges[i].name
+        );
+    }
+}
+
+fn sites_by_name(t: &Value) -> Vec<(String, Value)> {
+    let mut v: Vec<(String, Value)> = t["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["target_artifactory"]["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                s.clone(),
+            )
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[tokio::test]
+async fn distribution_by_rules_delivers_verified_bytes_only_where_selected() {
+    for store in stores() {
+        let grid = grid(store, true).await;
+        let hub = &grid.hub;
+        create_signed(hub, "app", "1.0").await;
+
+        // Dry runs show which sites each kind of rule selects.
+        let dry = |rules: Value| async move {
+            let res = dist(hub, Method::POST, "distribution/app/1.0")
+                .json(&json!({"dry_run": true, "distribution_rules": rules}))
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = hub.json(res).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["id"], 0);
+            let mut names: Vec<String> = body["sites"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_string())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(dry(json!([{}])).await, ["de-fra-1", "de-muc-1", "us-nyc-1"]);
+        assert_eq!(
+            dry(json!([{"site_name": "*"}])).await,
+            ["de-fra-1", "de-muc-1", "us-nyc-1"]
+        );
+        assert_eq!(dry(json!([{"site_name": "de-m*"}])).await, ["de-muc-1"]);
+        assert_eq!(
+            dry(json!([{"city_name": "m?nchen"}, {"country_codes": ["u?"]}])).await,
+            ["de-muc-1", "us-nyc-1"]
+        );
+        assert!(
+            dist(hub, Method::GET, "release_bundle/app/1.0/distribution")
+                .send()
+                .await
+                .unwrap()
+                .json::<Vec<Value>>()
+                .await
+                .unwrap()
+                .is_empty(),
+            "dry runs schedule nothing"
+        );
+
+        // By country: both German edges, never the American one.
+        let (status, body) =
+            distribute(hub, "app", "1.0", json!([{"country_codes": ["DE"]}]), true).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let id = body["id"].as_u64().expect("numeric tracker id");
+        assert_eq!(body["sites"].as_array().unwrap().len(), 2);
+        let t = wait_for(hub, "app", "1.0", id).await;
+        assert_eq!(t["status"], "Completed", "{store}: {t}");
+        assert_eq!(t["type"], "distribute");
+        assert_eq!(t["distribution_friendly_id"], 1);
+        assert!(t["duration"].is_u64() && t["finish_time"].is_string());
+        let total: u64 = grid.files.iter().map(|f| f.1.len() as u64).sum();
+        for (name, site) in sites_by_name(&t) {
+            assert_eq!(site["status"], "Completed", "{name}");
+            assert_eq!(site["total_files"], 3);
+            assert_eq!(site["distributed_files"], 3);
+            assert_eq!(site["total_bytes"], total);
+            assert_eq!(site["distributed_bytes"], total);
+            assert_eq!(
+                site["transferred_bytes"], total,
+                "{name}: everything was new"
+            );
+            assert_eq!(site["file_errors"], json!([]));
+            assert_eq!(site["target_artifactory"]["type"], "edge");
+        }
+        assert_edge_holds(&grid, 0).await;
+        assert_edge_holds(&grid, 1).await;
+        assert_edge_empty(&grid, 2).await;
+
+        // Properties travelled, and each edge answers AQL over its own content.
+        let res = client()
+            .post(grid.edges[1].server.url("/artifactory/api/search/aql"))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .body(r#"items.find({"repo":"prod","@bundle":"app"}).include("name","property")"#)
+            .send()
+            .await
+            .unwrap();
+        let found: Value = res.json().await.unwrap();
+        assert_eq!(found["results"].as_array().unwrap().len(), 3, "{found}");
+        assert!(
+            found["results"][0]["properties"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"key": "team", "value": "core"}))
+        );
+
+        // By city, case-insensitively: now the American edge too.
+        let (status, body) =
+            distribute(hub, "app", "1.0", json!([{"city_name": "new york"}]), true).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let t = wait_for(hub, "app", "1.0", body["id"].as_u64().unwrap()).await;
+        assert_eq!(t["status"], "Completed", "{t}");
+        assert_eq!(t["distribution_friendly_id"], 2);
+        assert_edge_holds(&grid, 2).await;
+
+        // The same content in a new version moves no blob bytes at all.
+        create_signed(hub, "app", "2.0").await;
+        let (status, body) = distribute(hub, "app", "2.0", json!([{"site_name": "*"}]), true).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let t = wait_for(hub, "app", "2.0", body["id"].as_u64().unwrap()).await;
+        assert_eq!(t["status"], "Completed", "{t}");
+        for (name, site) in sites_by_name(&t) {
+            assert_eq!(
+                site["transferred_bytes"], 0,
+                "{name} was sent content it already held"
+            );
+            assert_eq!(site["distributed_bytes"], total, "{name}");
+        }
+
+        // Views: all, by bundle, by version.
+        let all: Vec<Value> = dist(hub, Method::GET, "release_bundle/distribution")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3);
+        let by_name: Vec<Value> = dist(hub, Method::GET, "release_bundle/app/distribution")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(by_name.len(), 3);
+        let by_version: Vec<Value> = dist(hub, Method::GET, "release_bundle/app/2.0/distribution")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(by_version.len(), 1);
+        assert!(by_version[0]["distribution_id"].is_u64());
+        let res = dist(hub, Method::GET, "release_bundle/app/9.9/distribution")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_400s_with_reasons() {
+    let grid = grid("sqlite", true).await;
+    let hub = &grid.hub;
+    // Not signed.
+    let body = json!({"name": "open", "version": "1", "dry_run": false, "sign_immediately": false,
+        "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\"})"}]}});
+    assert_eq!(
+        dist(hub, Method::POST, "release_bundle")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    let (status, res) = distribute(hub, "open", "1", json!([{}]), true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(res["message"].as_str().unwrap().contains("OPEN"), "{res}");
+    // No site matches.
+    create_signed(hub, "app", "1.0").await;
+    let (status, res) =
+        distribute(hub, "app", "1.0", json!([{"country_codes": ["JP"]}]), true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        res["message"].as_str().unwrap().contains("match none"),
+        "{res}"
+    );
+    // No rules at all.
+    let (status, _) = distribute(hub, "app", "1.0", json!([]), true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Blocked by the scan hook.
+    let policy = json!({"blocked_properties": [{"key": "team", "values": ["core"]}]});
+    assert_eq!(
+        dist(hub, Method::PUT, "scan_policy")
+            .json(&policy)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        dist(
+            hub,
+            Method::POST,
+            "release_bundle/app/1.0/trigger_xray_scan"
+        )
+        .send()
+        .await
+        .unwrap()
+        .status(),
+        StatusCode::OK
+    );
+    let (status, res) = distribute(hub, "app", "1.0", json!([{}]), true).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        res["message"].as_str().unwrap().contains("blocked"),
+        "{res}"
+    );
+    // Unknown version.
+    let (status, _) = distribute(hub, "nope", "1", json!([{}]), true).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(
+        dist(hub, Method::GET, "release_bundle/distribution")
+            .send()
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+            .is_empty(),
+        "no tracker was created"
+    );
+}
+
+#[tokio::test]
+async fn sites_fail_with_the_edges_reason() {
+    let grid = grid("sqlite", true).await;
+    let hub = &grid.hub;
+    // Edge 0 is told to trust another key, so the hub's signature cannot verify there.
+    let e0 = &grid.edges[0];
+    let res = client()
+        .put(e0.server.url("/waybill/api/v1/edge/key"))
+        .bearer_auth(&e0.token)
+        .json(&json!({"public_key": fixture("rsa2048-plain.pub.asc")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    create_signed(hub, "app", "1.0").await;
+    // Edge 0: wrong key. Edge 1: no auto-create, and it has no `prod` repository.
+    let (status, body) =
+        distribute(hub, "app", "1.0", json!([{"country_codes": ["DE"]}]), false).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let t = wait_for(hub, "app", "1.0", body["id"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "Failed", "{t}");
+    let sites = sites_by_name(&t);
+    assert_eq!(sites[0].1["status"], "Failed");
+    assert!(
+        sites[0].1["general_error"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify with the hub's key"),
+        "{t}"
+    );
+    assert_eq!(sites[1].1["status"], "Failed");
+    assert!(
+        sites[1].1["general_error"]
+            .as_str()
+            .unwrap()
+            .contains("repository 'prod' does not exist"),
+        "{t}"
+    );
+    assert_edge_empty(&grid, 0).await;
+    assert_edge_empty(&grid, 1).await;
+
+    // An edge registered while its hub had no key holds none: that site fails and says why.
+    let keyless = Hub::start("sqlite");
+    let fresh = start_edge(2, "sqlite");
+    let (status, body) = register(&keyless, &fresh, 2).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["status"], "ONLINE_WITHOUT_KEY", "{body}");
+    upload_key(&keyless).await;
+    keyless.create_repo("libs").await;
+    assert_eq!(
+        keyless.deploy("libs/x.bin", b"x".to_vec()).await.0,
+        StatusCode::CREATED
+    );
+    create_signed(&keyless, "app", "1.0").await;
+    let (_, body) = distribute(&keyless, "app", "1.0", json!([{}]), true).await;
+    let t = wait_for(&keyless, "app", "1.0", body["id"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "Failed", "{t}");
+    assert!(
+        t["sites"][0]["general_error"]
+            .as_str()
+            .unwrap()
+            .contains("holds no signing key"),
+        "{t}"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_edges_are_retried_then_fail_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut launch = Launch::new(&data);
+    launch.env.extend([
+        ("WAYBILL_RETRY_ATTEMPTS", "3"),
+        ("WAYBILL_RETRY_BASE_MS", "100"),
+    ]);
+    let server = launch.start();
+    let hub = Hub {
+        server,
+        http: client(),
+        _tmp: tempfile::tempdir().unwrap(),
+    };
+    upload_key(&hub).await;
+    let edge = start_edge(2, "sqlite");
+    assert_eq!(register(&hub, &edge, 2).await.0, StatusCode::CREATED);
+    hub.create_repo("libs").await;
+    assert_eq!(
+        hub.deploy("libs/app/a.bin", content(1000, 3)).await.0,
+        StatusCode::CREATED
+    );
+    create_signed(&hub, "app", "1.0").await;
+    drop(edge); // The edge goes down.
+    let (status, body) = distribute(&hub, "app", "1.0", json!([{}]), true).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let t = wait_for(&hub, "app", "1.0", body["id"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "Failed", "{t}");
+    let err = t["sites"][0]["general_error"].as_str().unwrap();
+    assert!(
+        err.contains("gave up after 3 attempts") && err.contains("unreachable"),
+        "{err}"
+    );
+    assert!(
+        hub.server.log().contains("retrying site"),
+        "retries were logged"
+    );
+}
+
+#[tokio::test]
+async fn edges_refuse_strangers_and_register_themselves_idempotently() {
+    let hub = Hub::start("sqlite");
+    let edge = start_edge(0, "sqlite");
+    for token in [None, Some("wrong")] {
+        let mut req = client()
+            .post(edge.server.url("/waybill/api/v1/edge/prepare"))
+            .json(&json!({}));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The hub checks the token before it registers anything.
+    let mut bad = json!({"name": "x", "url": edge.server.base, "token": "wrong", "location": {"city_name": "Frankfurt", "country_code": "DE"}});
+    let res = hub
+        .http
+        .post(hub.server.url("/mc/api/v1/jpds"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = hub.json(res).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused the pairing token"),
+        "{body}"
+    );
+    bad["url"] = json!("http://127.0.0.1:1");
+    bad["token"] = json!(edge.token);
+    let res = hub
+        .http
+        .post(hub.server.url("/mc/api/v1/jpds"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "unreachable URL");
+    let res = hub
+        .http
+        .get(hub.server.url("/mc/api/v1/jpds"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    drop(edge);
+
+    // `waybill edge --register-with` registers on start, and again harmlessly on restart.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let hub_url = hub.server.base.clone();
+    let start = || {
+        let mut l = Launch::edge(&data, "self-reg", "Paris", "fr", "");
+        l.subcommand.truncate(l.subcommand.len() - 2); // no --pairing-token: generate one
+        l.subcommand
+            .extend(["--register-with".to_string(), hub_url.clone()]);
+        l.env.push(("WAYBILL_HUB_PASSWORD", ADMIN_PW));
+        l.start()
+    };
+    let edge = start();
+    let token_file = data.join("pairing.token");
+    let listed = || async {
+        let res = hub
+            .http
+            .get(hub.server.url("/mc/api/v1/jpds"))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .send()
+            .await
+            .unwrap();
+        res.json::<Vec<Value>>().await.unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listed().await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the edge never registered: {}",
+            edge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = listed().await;
+    assert_eq!(first[0]["name"], "self-reg");
+    assert_eq!(first[0]["location"]["country_code"], "FR");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(!edge.log().contains(&token), "the pairing token was logged");
+    assert!(edge.terminate().success());
+    let edge = start();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let again = listed().await;
+    assert_eq!(again.len(), 1, "re-registration did not duplicate the edge");
+    assert_eq!(again[0]["id"], first[0]["id"]);
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap(),
+        token,
+        "the token survives restarts"
+    );
+    drop(edge);
+}
