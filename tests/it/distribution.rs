@@ -293,15 +293,13 @@ async fn distribution_by_rules_delivers_verified_bytes_only_where_selected() {
             dry(json!([{"city_name": "m?nchen"}, {"country_codes": ["u?"]}])).await,
             ["de-muc-1", "us-nyc-1"]
         );
-        assert!(
-            dist(hub, Method::GET, "release_bundle/app/1.0/distribution")
-                .send()
-                .await
-                .unwrap()
-                .json::<Vec<Value>>()
-                .await
-                .unwrap()
-                .is_empty(),
+        let res = dist(hub, Method::GET, "release_bundle/app/1.0/distribution")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::NOT_FOUND,
             "dry runs schedule nothing"
         );
 
@@ -701,4 +699,300 @@ async fn edges_refuse_strangers_and_register_themselves_idempotently() {
         "the token survives restarts"
     );
     drop(edge);
+}
+
+#[tokio::test]
+async fn keys_propagate_to_every_edge_with_a_report() {
+    let mut grid = grid("sqlite", true).await;
+    let body = |fail: bool| {
+        json!({"key": {"public_key": fixture("rsa2048-plain.pub.asc"), "private_key": fixture("rsa2048-plain.sec.asc")},
+               "propagate_to_edge_nodes": true, "fail_on_propagation_failure": fail})
+    };
+    let res = dist(&grid.hub, Method::POST, "keys/pgp")
+        .json(&body(false))
+        .send()
+        .await
+        .unwrap();
+    let (status, report) = grid.hub.json(res).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["report"]["status"], "SUCCESS");
+    let details = report["report"]["details"].as_array().unwrap();
+    assert_eq!(details.len(), 3);
+    assert!(details.iter().all(|d| d["status"] == "SUCCESS" && d["jpd_id"].as_str().unwrap().starts_with("jfrt@")));
+    // Edges now verify with the new key: a bundle signed by it reaches them.
+    create_signed(&grid.hub, "app", "1.0").await;
+    let (_, started) = distribute(
+        &grid.hub,
+        "app",
+        "1.0",
+        json!([{"site_name": "de-fra-1"}]),
+        true,
+    )
+    .await;
+    let t = wait_for(&grid.hub, "app", "1.0", started["id"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "Completed", "{t}");
+    // One edge down: a partial success; asked to fail on it, a 400 carrying the report.
+    drop(grid.edges.remove(2));
+    let res = dist(&grid.hub, Method::POST, "keys/pgp")
+        .json(&body(false))
+        .send()
+        .await
+        .unwrap();
+    let (status, report) = grid.hub.json(res).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report["report"]["status"], "PARTIAL_SUCCESS", "{report}");
+    assert!(
+        report["report"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("us-nyc-1"),
+        "{report}"
+    );
+    let res = dist(&grid.hub, Method::POST, "keys/pgp/propagate")
+        .send()
+        .await
+        .unwrap();
+    let (status, report) = grid.hub.json(res).await;
+    assert_eq!(
+        (status, report["report"]["status"].as_str()),
+        (StatusCode::OK, Some("PARTIAL_SUCCESS"))
+    );
+    let res = dist(&grid.hub, Method::POST, "keys/gpg")
+        .json(&body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn abort_stops_unfinished_sites_and_reports_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut launch = Launch::new(&data);
+    // Slow retries keep the site in progress long enough to abort it.
+    launch.env.extend([
+        ("WAYBILL_RETRY_ATTEMPTS", "50"),
+        ("WAYBILL_RETRY_BASE_MS", "2000"),
+    ]);
+    let hub = Hub {
+        server: launch.start(),
+        http: client(),
+        _tmp: tempfile::tempdir().unwrap(),
+    };
+    upload_key(&hub).await;
+    let edges: Vec<Edge> = (0..2).map(|i| start_edge(i, "sqlite")).collect();
+    for (i, e) in edges.iter().enumerate() {
+        assert_eq!(register(&hub, e, i).await.0, StatusCode::CREATED);
+    }
+    hub.create_repo("libs").await;
+    assert_eq!(
+        hub.deploy("libs/a.bin", content(1000, 9)).await.0,
+        StatusCode::CREATED
+    );
+    create_signed(&hub, "app", "1.0").await;
+    // Nothing in progress yet: 204.
+    assert_eq!(
+        dist(&hub, Method::PUT, "distribution/app/1.0/abort")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let mut edges = edges;
+    drop(edges.remove(1)); // de-muc-1 is down, so its site keeps retrying
+    let (_, started) = distribute(&hub, "app", "1.0", json!([{}]), true).await;
+    let id = started["id"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t: Value = dist(
+            &hub,
+            Method::GET,
+            &format!("release_bundle/app/1.0/distribution/{id}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let sites = sites_by_name(&t);
+        if sites[0].1["status"] == "Completed"
+            && sites[1].1["general_error"]
+                .as_str()
+                .unwrap()
+                .contains("retrying")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = dist(&hub, Method::PUT, "distribution/app/1.0/abort")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = hub.json(res).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let names: Vec<&str> = body["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["de-muc-1"], "only the unfinished site is affected");
+    let t = wait_for(&hub, "app", "1.0", id).await;
+    assert_eq!(t["status"], "Failed");
+    let sites = sites_by_name(&t);
+    assert_eq!(
+        sites[0].1["status"], "Completed",
+        "finished sites keep their result"
+    );
+    assert_eq!(
+        (
+            sites[1].1["status"].as_str(),
+            sites[1].1["general_error"].as_str()
+        ),
+        (Some("Failed"), Some("aborted"))
+    );
+    assert_eq!(
+        dist(&hub, Method::PUT, "distribution/app/1.0/abort")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn delete_from_edges_removes_content_and_then_answers_404() {
+    for store in stores() {
+        let grid = grid(store, true).await;
+        let hub = &grid.hub;
+        create_signed(hub, "app", "1.0").await;
+        let (_, started) = distribute(hub, "app", "1.0", json!([{}]), true).await;
+        assert_eq!(
+            wait_for(hub, "app", "1.0", started["id"].as_u64().unwrap()).await["status"],
+            "Completed"
+        );
+        // Dry run: the sites, nothing scheduled.
+        let dry = json!({"dry_run": true, "distribution_rules": [{"country_codes": ["DE"]}], "on_success": "keep"});
+        let (status, body) = hub
+            .json(
+                dist(hub, Method::POST, "distribution/app/1.0/delete")
+                    .json(&dry)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!((status, body["id"].as_u64()), (StatusCode::OK, Some(0)));
+        assert_eq!(body["sites"].as_array().unwrap().len(), 2);
+        // D6 as the CLI sends it; then poll like `jf ds rbdel --sync`: 200 while going, 404 when done.
+        let del = json!({"dry_run": false, "distribution_rules": [{}], "on_success": "delete"});
+        let (status, body) = hub
+            .json(
+                dist(hub, Method::POST, "distribution/app/1.0/delete")
+                    .json(&del)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert!(body["id"].as_u64().unwrap() > 0);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let res = dist(hub, Method::GET, "release_bundle/app/1.0/distribution")
+                .send()
+                .await
+                .unwrap();
+            match res.status() {
+                StatusCode::NOT_FOUND => break,
+                StatusCode::OK => {
+                    let trackers: Vec<Value> = res.json().await.unwrap();
+                    assert!(
+                        trackers
+                            .iter()
+                            .any(|t| t["type"] == "delete_release_bundle_version"),
+                        "{trackers:?}"
+                    );
+                }
+                other => panic!("unexpected {other}"),
+            }
+            assert!(Instant::now() < deadline, "deletion never finished");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        for i in 0..3 {
+            assert_edge_empty(&grid, i).await;
+        }
+        // on_success: delete removed the version from the hub too.
+        assert_eq!(
+            dist(hub, Method::GET, "release_bundle/app/1.0")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::NOT_FOUND
+        );
+
+        // With two versions sharing paths, removing one keeps what the other still needs.
+        create_signed(hub, "app", "2.0").await;
+        create_signed(hub, "app", "3.0").await;
+        for v in ["2.0", "3.0"] {
+            let (_, s) = distribute(hub, "app", v, json!([{"site_name": "de-fra-1"}]), true).await;
+            assert_eq!(
+                wait_for(hub, "app", v, s["id"].as_u64().unwrap()).await["status"],
+                "Completed"
+            );
+        }
+        let keep = json!({"dry_run": false, "distribution_rules": [{"site_name": "de-fra-1"}], "on_success": "keep"});
+        assert_eq!(
+            dist(hub, Method::POST, "distribution/app/2.0/delete")
+                .json(&keep)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::ACCEPTED
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let res = dist(hub, Method::GET, "release_bundle/app/2.0/distribution")
+                .send()
+                .await
+                .unwrap();
+            if res.status() == StatusCode::NOT_FOUND {
+                break;
+            }
+            let seen = res.text().await.unwrap();
+            assert!(
+                Instant::now() < deadline,
+                "deletion of 2.0 never finished: {seen}"
+            );
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        assert_edge_holds(&grid, 0).await;
+        assert_eq!(
+            dist(hub, Method::GET, "release_bundle/app/2.0")
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK,
+            "on_success: keep"
+        );
+        let bad = json!({"dry_run": false, "distribution_rules": [{}], "on_success": "maybe"});
+        assert_eq!(
+            dist(hub, Method::POST, "distribution/app/3.0/delete")
+                .json(&bad)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
 }

@@ -88,6 +88,9 @@ pub struct Tracker {
     /// Whether edges may create missing target repositories.
     #[serde(default)]
     pub auto_create: bool,
+    /// Delete trackers only: delete the version on the hub once every site confirms.
+    #[serde(default)]
+    pub delete_on_success: bool,
 }
 
 impl SiteStatus {
@@ -299,6 +302,7 @@ Failed + abort: refused
             finished: None,
             sites: statuses.iter().copied().map(site).collect(),
             auto_create: false,
+            delete_on_success: false,
         }
     }
 

@@ -352,7 +352,10 @@ pub(crate) async fn reference_artifacts(
 
 /// Removes a version's references from its storing repository and frees
 /// blobs nothing else references.
-async fn unreference(state: &AppState, v: &ReleaseBundleVersion) -> Result<(), ApiError> {
+pub(crate) async fn unreference(
+    state: &AppState,
+    v: &ReleaseBundleVersion,
+) -> Result<(), ApiError> {
     let Ok(key) = RepoKey::parse(v.storing_repository.clone()) else {
         return Ok(());
     };

@@ -32,6 +32,40 @@ use waybill_core::tracker::{SiteEvent, SiteProgress, SiteStatus, Tracker, Tracke
 
 use crate::{ApiError, AppState, Json, Principal};
 
+/// Cancellation flags of running trackers, shared by the engine and `abort`.
+#[derive(Clone, Debug, Default)]
+pub struct Running(
+    std::sync::Arc<
+        std::sync::Mutex<
+            std::collections::HashMap<TrackerId, std::sync::Arc<std::sync::atomic::AtomicBool>>,
+        >,
+    >,
+);
+
+impl Running {
+    fn register(&self, id: TrackerId) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(id).or_default().clone()
+    }
+
+    fn finish(&self, id: TrackerId) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+
+    fn cancel(&self, id: TrackerId) {
+        if let Some(flag) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+fn cancelled(flag: &std::sync::atomic::AtomicBool) -> Result<(), Attempt> {
+    if flag.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Attempt::Aborted);
+    }
+    Ok(())
+}
+
 /// Blobs sent to one site at the same time.
 const PER_SITE_CONCURRENCY: usize = 4;
 
@@ -98,12 +132,7 @@ pub(crate) async fn distribute(
     Json(body): Json<DistributeBody>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
-    if !who.admin {
-        return Err(ApiError::forbidden(format!(
-            "user '{}' needs distribute permission on release bundle '{name}'; only administrators have it for now",
-            who.name
-        )));
-    }
+    require_distribute(&who, name.as_str())?;
     if body.distribution_rules.is_empty() {
         return Err(ApiError::bad_request(
             "distribution_rules must hold at least one rule; {} selects every site",
@@ -168,6 +197,7 @@ pub(crate) async fn distribute(
             })
             .collect(),
         auto_create: body.auto_create_missing_repositories,
+        delete_on_success: false,
     };
     let tracker = state.store.create_tracker(tracker).await?;
     tracing::info!(bundle = %v.label(), tracker = tracker.id, sites = selected.len(), "distribution scheduled");
@@ -181,10 +211,12 @@ pub(crate) async fn distribute(
 
 /// Starts the engine for a tracker in the background.
 pub fn spawn(state: AppState, id: TrackerId) {
+    let flag = state.running.register(id);
     tokio::spawn(async move {
-        if let Err(e) = run(&state, id).await {
+        if let Err(e) = run(&state, id, flag).await {
             tracing::error!(tracker = id, error = %e.message(), "distribution stopped");
         }
+        state.running.finish(id);
     });
 }
 
@@ -195,7 +227,7 @@ pub async fn resume(state: &AppState) -> Result<usize, waybill_core::StoreError>
         .list_trackers(None, None)
         .await?
         .into_iter()
-        .filter(|t| t.finished.is_none() && t.kind == TrackerKind::Distribute)
+        .filter(|t| t.finished.is_none())
         .collect();
     for t in &unfinished {
         tracing::info!(tracker = t.id, bundle = %format!("{}/{}", t.name, t.version), "resuming distribution");
@@ -204,7 +236,11 @@ pub async fn resume(state: &AppState) -> Result<usize, waybill_core::StoreError>
     Ok(unfinished.len())
 }
 
-async fn run(state: &AppState, id: TrackerId) -> Result<(), ApiError> {
+async fn run(
+    state: &AppState,
+    id: TrackerId,
+    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Result<(), ApiError> {
     let tracker = state
         .store
         .get_tracker(id)
@@ -218,29 +254,44 @@ async fn run(state: &AppState, id: TrackerId) -> Result<(), ApiError> {
     let mut tasks = tokio::task::JoinSet::new();
     for site in tracker.sites.iter().filter(|s| !s.status.is_terminal()) {
         let Some(edge) = state.store.get_site(&site.service_id).await? else {
-            update_site(
-                state,
-                id,
-                site.service_id.as_str(),
-                SiteEvent::Fail("the edge was unregistered".into()),
-            )
-            .await;
+            let event = SiteEvent::Fail("the edge was unregistered".into());
+            update_site(state, id, site.service_id.as_str(), event).await;
             continue;
         };
-        let (state, version, auto) = (state.clone(), version.clone(), tracker.auto_create);
-        tasks.spawn(async move { deliver(&state, id, &edge, &version, auto).await });
+        let (state, version, flag) = (state.clone(), version.clone(), flag.clone());
+        let (auto, kind) = (tracker.auto_create, tracker.kind);
+        tasks.spawn(async move { deliver(&state, id, &edge, &version, auto, kind, &flag).await });
     }
     while tasks.join_next().await.is_some() {}
-    state
+    let done = state
         .store
         .update_tracker(
             id,
             Box::new(|t| {
-                t.finished = Some(now_millis());
+                t.finished.get_or_insert(now_millis());
                 Ok(())
             }),
         )
         .await?;
+    if done.kind == TrackerKind::DeleteVersion && done.status() == SiteStatus::Completed {
+        finish_delete(state, &done, &version).await?;
+    }
+    Ok(())
+}
+
+/// After every selected edge removed the version: forget its distributions
+/// (so the CLI's sync delete sees 404), and delete it here if asked.
+async fn finish_delete(
+    state: &AppState,
+    t: &Tracker,
+    v: &ReleaseBundleVersion,
+) -> Result<(), ApiError> {
+    state.store.delete_trackers(&t.name, &t.version).await?;
+    if t.delete_on_success {
+        state.store.delete_version(&t.name, &t.version).await?;
+        crate::bundles::unreference(state, v).await?;
+        tracing::info!(bundle = %v.label(), "deleted on the hub after every edge confirmed");
+    }
     Ok(())
 }
 
@@ -284,6 +335,8 @@ enum Attempt {
     Transient(String),
     /// The edge refused; retrying would not help.
     Refused(String),
+    /// A user aborted the distribution; the abort already recorded it.
+    Aborted,
 }
 
 fn classify(
@@ -331,15 +384,20 @@ async fn call(what: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Respo
     }
 }
 
-/// Delivers the version to one site, retrying transient failures.
+/// Delivers the version to (or deletes it from) one site, retrying transient failures.
 async fn deliver(
     state: &AppState,
     id: TrackerId,
     edge: &EdgeSite,
     v: &ReleaseBundleVersion,
     auto_create: bool,
+    kind: TrackerKind,
+    flag: &std::sync::atomic::AtomicBool,
 ) {
     let sid = edge.service_id.as_str();
+    if cancelled(flag).is_err() {
+        return;
+    }
     update_site(state, id, sid, SiteEvent::Start).await;
     let policy = state.retry;
     let mut last = String::new();
@@ -351,12 +409,18 @@ async fn deliver(
                 .min(Duration::from_secs(30));
             tokio::time::sleep(wait).await;
         }
-        match attempt_once(state, id, edge, v, auto_create).await {
+        let outcome = match kind {
+            TrackerKind::Distribute => attempt_once(state, id, edge, v, auto_create, flag).await,
+            TrackerKind::DeleteVersion => remove_once(state, edge, v).await,
+        };
+        match outcome {
             Ok(()) => {
                 update_site(state, id, sid, SiteEvent::Complete).await;
                 tracing::info!(tracker = id, site = %edge.name, "site completed");
                 return;
             }
+            // The abort already recorded the site as failed.
+            Err(Attempt::Aborted) => return,
             Err(Attempt::Refused(msg)) => {
                 tracing::warn!(tracker = id, site = %edge.name, %msg, "site failed");
                 update_site(state, id, sid, SiteEvent::Fail(msg)).await;
@@ -367,6 +431,9 @@ async fn deliver(
                 update_site(state, id, sid, SiteEvent::Retry(format!("{msg}; retrying"))).await;
                 last = msg;
             }
+        }
+        if cancelled(flag).is_err() {
+            return;
         }
     }
     update_site(
@@ -379,6 +446,26 @@ async fn deliver(
         )),
     )
     .await;
+}
+
+/// Asks an edge to remove the version (and content nothing else there uses).
+async fn remove_once(
+    state: &AppState,
+    edge: &EdgeSite,
+    v: &ReleaseBundleVersion,
+) -> Result<(), Attempt> {
+    let url = format!("{}/waybill/api/v1/edge/delete", edge.url);
+    let body = json!({"name": v.name.as_str(), "version": v.version.as_str()});
+    call(
+        "delete",
+        state
+            .http
+            .post(url)
+            .bearer_auth(edge.pairing_token.expose())
+            .json(&body),
+    )
+    .await?;
+    Ok(())
 }
 
 fn bundle_body(v: &ReleaseBundleVersion, auto_create: bool) -> Result<Value, Attempt> {
@@ -401,7 +488,9 @@ async fn attempt_once(
     edge: &EdgeSite,
     v: &ReleaseBundleVersion,
     auto_create: bool,
+    flag: &std::sync::atomic::AtomicBool,
 ) -> Result<(), Attempt> {
+    cancelled(flag)?;
     let base = format!("{}/waybill/api/v1/edge", edge.url);
     let token = edge.pairing_token.expose().to_string();
     let sid = edge.service_id.as_str().to_string();
@@ -448,6 +537,7 @@ async fn attempt_once(
     })
     .await;
 
+    cancelled(flag)?;
     // 2. Transfer only the missing blobs, a few at a time. Jobs own their
     // inputs: closures that borrow across `.await` defeat Send inference.
     let jobs: Vec<(Sha256, Vec<(String, u64)>)> = missing
@@ -528,6 +618,7 @@ async fn attempt_once(
     }
 
     // 3. Commit, and believe only a receipt that verifies.
+    cancelled(flag)?;
     let res = call(
         "commit",
         state
@@ -598,6 +689,163 @@ mod bytes_stream {
             }
         })
     }
+}
+
+fn require_distribute(who: &Principal, name: &str) -> Result<(), ApiError> {
+    if who.admin {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "user '{}' needs distribute permission on release bundle '{name}'; only administrators have it for now",
+        who.name
+    )))
+}
+
+/// `PUT /api/v1/distribution/{name}/{version}/abort`: 202 with the sites that
+/// were stopped, or 204 when nothing was in progress.
+pub(crate) async fn abort(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
+    require_distribute(&who, name.as_str())?;
+    let mut affected: Vec<Value> = Vec::new();
+    let mut trackers: Vec<TrackerId> = Vec::new();
+    for t in state
+        .store
+        .list_trackers(Some(&name), Some(&version))
+        .await?
+    {
+        if t.finished.is_some() || t.sites.iter().all(|s| s.status.is_terminal()) {
+            continue;
+        }
+        state.running.cancel(t.id);
+        let stopped = state
+            .store
+            .update_tracker(
+                t.id,
+                Box::new(|t| {
+                    for s in t.sites.iter_mut().filter(|s| !s.status.is_terminal()) {
+                        s.apply(SiteEvent::Abort)?;
+                    }
+                    t.finished = Some(now_millis());
+                    Ok(())
+                }),
+            )
+            .await?;
+        trackers.push(t.id);
+        for (before, after) in t.sites.iter().zip(&stopped.sites) {
+            if !before.status.is_terminal() && after.general_error == "aborted" {
+                affected.push(json!({"service_id": after.service_id.as_str(), "name": after.name, "type": EdgeSite::TYPE}));
+            }
+        }
+    }
+    if affected.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    tracing::info!(bundle = %format!("{name}/{version}"), sites = affected.len(), "distribution aborted");
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"trackers": trackers, "sites": affected})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DeleteBody {
+    #[serde(default)]
+    dry_run: bool,
+    distribution_rules: Vec<RuleDto>,
+    #[serde(default)]
+    on_success: Option<String>,
+}
+
+/// `POST /api/v1/distribution/{name}/{version}/delete`: removes the version
+/// from the selected edges, tracked as `delete_release_bundle_version`.
+pub(crate) async fn delete_from_edges(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((name, version)): Path<(String, String)>,
+    Json(body): Json<DeleteBody>,
+) -> Result<Response, ApiError> {
+    let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
+    require_distribute(&who, name.as_str())?;
+    let delete_on_success = match body.on_success.as_deref().unwrap_or("keep") {
+        "keep" => false,
+        "delete" => true,
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "on_success must be keep or delete, not '{other}'"
+            )));
+        }
+    };
+    if body.distribution_rules.is_empty() {
+        return Err(ApiError::bad_request(
+            "distribution_rules must hold at least one rule; {} selects every site",
+        ));
+    }
+    let v = state
+        .store
+        .get_version(&name, &version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
+        })?;
+    let rules = rules_from(body.distribution_rules);
+    let sites = state.store.list_sites().await?;
+    let selected: Vec<EdgeSite> = RuleSet::new(&rules)
+        .select(&sites)
+        .into_iter()
+        .cloned()
+        .collect();
+    if selected.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the distribution rules match none of the {} registered edge sites",
+            sites.len()
+        )));
+    }
+    let refs: Vec<Value> = selected.iter().map(site_ref).collect();
+    if body.dry_run {
+        return Ok(axum::Json(json!({"id": 0, "sites": refs})).into_response());
+    }
+    let tracker = state
+        .store
+        .create_tracker(Tracker {
+            id: 0,
+            kind: TrackerKind::DeleteVersion,
+            name,
+            version,
+            rules,
+            created_by: who.name.clone(),
+            created: now_millis(),
+            finished: None,
+            sites: selected
+                .iter()
+                .map(|s| SiteProgress {
+                    service_id: s.service_id.clone(),
+                    name: s.name.clone(),
+                    status: SiteStatus::InQueue,
+                    general_error: String::new(),
+                    total_files: v.artifacts.len() as u64,
+                    total_bytes: v.total_size(),
+                    distributed_files: 0,
+                    distributed_bytes: 0,
+                    file_errors: vec![],
+                    files_in_progress: vec![],
+                    transferred_bytes: 0,
+                })
+                .collect(),
+            auto_create: false,
+            delete_on_success,
+        })
+        .await?;
+    spawn(state.clone(), tracker.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"id": tracker.id, "sites": refs})),
+    )
+        .into_response())
 }
 
 // ---- status views ----------------------------------------------------------
@@ -671,8 +919,9 @@ pub(crate) async fn status_bundle(
     Ok(axum::Json(render(&all, |_| true)).into_response())
 }
 
-/// `GET /api/v1/release_bundle/{name}/{version}/distribution`: 404 once the
-/// version and its trackers are gone (the JFrog CLI's sync delete waits for it).
+/// `GET /api/v1/release_bundle/{name}/{version}/distribution`: 404 when the
+/// version has no distributions, as after a completed delete from edges
+/// (the JFrog CLI's sync delete waits for exactly that).
 pub(crate) async fn status_version(
     State(state): State<AppState>,
     _who: Principal,
@@ -683,7 +932,7 @@ pub(crate) async fn status_version(
         .store
         .list_trackers(Some(&name), Some(&version))
         .await?;
-    if all.is_empty() && state.store.get_version(&name, &version).await?.is_none() {
+    if all.is_empty() {
         return Err(ApiError::not_found(format!(
             "release bundle {name}/{version} has no distributions"
         )));

@@ -75,6 +75,7 @@ pub fn routes(app: AppState, cfg: EdgeConfig) -> Router {
         .route("/waybill/api/v1/edge/prepare", post(prepare))
         .route("/waybill/api/v1/edge/blobs/{sha256}", put(receive_blob))
         .route("/waybill/api/v1/edge/commit", post(commit))
+        .route("/waybill/api/v1/edge/delete", post(remove))
         // Signed payloads of large bundles exceed axum's 2 MiB default.
         .layer(axum::extract::DefaultBodyLimit::max(256 << 20))
         .layer(middleware::from_fn_with_state(ctx.clone(), require_hub))
@@ -403,6 +404,64 @@ async fn commit(
         "receipt": receipt(&ctx.cfg.pairing_token, &b.name, &b.version, &manifest),
     }))
     .into_response())
+}
+
+#[derive(Deserialize)]
+struct RemoveBody {
+    name: String,
+    version: String,
+}
+
+/// Removes a received version: its files, unless another version received
+/// here still lists the same path, and then the blobs nothing references.
+async fn remove(
+    State(ctx): State<EdgeCtx>,
+    Json(b): Json<RemoveBody>,
+) -> Result<Response, ApiError> {
+    let (name, version) = (BundleName::parse(b.name)?, BundleVersion::parse(b.version)?);
+    let Some(v) = ctx.app.store.get_version(&name, &version).await? else {
+        return Ok(axum::Json(json!({"removed_files": 0, "held": false})).into_response());
+    };
+    let others = ctx
+        .app
+        .store
+        .list_versions(None, waybill_core::store::Page::ALL)
+        .await?
+        .items;
+    let still_needed = |target: &str| {
+        others
+            .iter()
+            .filter(|o| !(o.name == v.name && o.version == v.version))
+            .any(|o| o.artifacts.iter().any(|a| a.target_repo_path == target))
+    };
+    let mut freed = Vec::new();
+    let mut removed = 0u64;
+    for a in &v.artifacts {
+        if still_needed(&a.target_repo_path) {
+            continue;
+        }
+        let Ok((repo, path)) = check_target(&a.target_repo_path) else {
+            continue;
+        };
+        // Only what this version put there: newer content at the path stays.
+        if ctx
+            .app
+            .store
+            .get_item(&repo, &path)
+            .await?
+            .and_then(|i| i.sha256())
+            == Some(a.checksum)
+        {
+            for item in ctx.app.store.delete_item(&repo, &path).await? {
+                freed.extend(item.sha256());
+                removed += 1;
+            }
+        }
+    }
+    ctx.app.store.delete_version(&name, &version).await?;
+    crate::source::collect_garbage(&ctx.app, freed).await?;
+    tracing::info!(bundle = %v.label(), removed, "bundle removed from this edge");
+    Ok(axum::Json(json!({"removed_files": removed, "held": true})).into_response())
 }
 
 /// Remembers the received version (signed, as the hub signed it).

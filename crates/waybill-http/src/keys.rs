@@ -88,34 +88,45 @@ async fn store_pair(state: &AppState, pair: KeyPair) -> Result<SigningKey, ApiEr
     Ok(key)
 }
 
-/// The propagation report. Edge propagation is wired with edge registration;
-/// until an edge exists there is nobody to propagate to.
-async fn report(
+/// Pushes `key` to every registered edge and reports per edge, in the seed's shape.
+async fn propagate_to_edges(
     state: &AppState,
-    requested: bool,
     key: Option<&SigningKey>,
-) -> Result<serde_json::Value, ApiError> {
-    if !requested {
-        return Ok(
-            json!({"report": {"message": "", "status": "PROPAGATION_NOT_REQUESTED", "details": []}}),
-        );
-    }
-    if key.is_none() {
-        return Ok(
+) -> Result<(serde_json::Value, bool), ApiError> {
+    let Some(key) = key else {
+        return Ok((
             json!({"report": {"message": NO_KEY, "status": "NO_GPG_KEY_TO_PROPAGATE", "details": []}}),
-        );
-    }
+            false,
+        ));
+    };
     let sites = state.store.list_sites().await?;
-    if sites.is_empty() {
-        return Ok(
-            json!({"report": {"message": "no edge nodes are registered", "status": "SUCCESS", "details": []}}),
-        );
+    let mut details = Vec::new();
+    let mut failures = Vec::new();
+    for site in &sites {
+        let result = crate::sites::push_key_material(state, site, &key.public_key).await;
+        let (status, message) = match &result {
+            Ok(()) => ("SUCCESS", String::new()),
+            Err(why) => {
+                failures.push(format!("{}: {why}", site.name));
+                ("FAILURE", why.clone())
+            }
+        };
+        details.push(json!({"jpd_id": site.service_id.as_str(), "name": site.name, "key_alias": key.id, "status": status, "message": message}));
     }
-    Ok(json!({"report": {
-        "message": "this hub cannot push keys to edge nodes yet; edges receive the key when distribution to them is set up",
-        "status": "PROPAGATION_NOT_SUPPORTED_BY_MISSION_CONTROL",
-        "details": [],
-    }}))
+    let status = match (failures.len(), sites.len()) {
+        (0, _) => "SUCCESS",
+        (f, n) if f == n => "FAILURE",
+        _ => "PARTIAL_SUCCESS",
+    };
+    let message = if sites.is_empty() {
+        "no edge nodes are registered".to_string()
+    } else {
+        failures.join("; ")
+    };
+    Ok((
+        json!({"report": {"message": message, "status": status, "details": details}}),
+        failures.is_empty(),
+    ))
 }
 
 /// `POST /api/v1/keys/{pgp|gpg}` (admin only).
@@ -128,8 +139,18 @@ pub(crate) async fn upload(
     protocol(&proto)?;
     who.require_admin()?;
     let key = store_pair(&state, body.key).await?;
-    let _ = body.fail_on_propagation_failure;
-    Ok(axum::Json(report(&state, body.propagate_to_edge_nodes, Some(&key)).await?).into_response())
+    if !body.propagate_to_edge_nodes {
+        let report = json!({"report": {"message": "", "status": "PROPAGATION_NOT_REQUESTED", "details": []}});
+        return Ok(axum::Json(report).into_response());
+    }
+    let (report, all_ok) = propagate_to_edges(&state, Some(&key)).await?;
+    // The key is stored either way; the caller asked to hear about failures as one.
+    let status = if !all_ok && body.fail_on_propagation_failure {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(report)).into_response())
 }
 
 /// `POST /api/v1/keys/{pgp|gpg}/propagate` (admin only).
@@ -141,7 +162,8 @@ pub(crate) async fn propagate(
     protocol(&proto)?;
     who.require_admin()?;
     let key = state.store.default_key().await?;
-    Ok(axum::Json(report(&state, true, key.as_ref()).await?).into_response())
+    let (report, _) = propagate_to_edges(&state, key.as_ref()).await?;
+    Ok(axum::Json(report).into_response())
 }
 
 /// `PUT /api/v1/keys/{pgp|gpg}`: the flat body (admin only).

@@ -48,6 +48,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// How distribution retries a site.
     pub retry: distribute::RetryPolicy,
+    /// Cancellation flags of the trackers the engine is running now.
+    pub running: distribute::Running,
 }
 
 impl AppState {
@@ -68,6 +70,7 @@ impl AppState {
                 .build()
                 .unwrap_or_default(),
             retry: distribute::RetryPolicy::default(),
+            running: distribute::Running::default(),
         }
     }
 }
@@ -115,6 +118,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/distribution/api/v1/distribution/{name}/{version}",
             post(distribute::distribute),
+        )
+        .route(
+            "/distribution/api/v1/distribution/{name}/{version}/abort",
+            put(distribute::abort),
+        )
+        .route(
+            "/distribution/api/v1/distribution/{name}/{version}/delete",
+            post(distribute::delete_from_edges),
         )
         .route("/mc/api/v1/jpds", get(sites::list).post(sites::register))
         .route(

@@ -119,6 +119,15 @@ pub(crate) async fn push_key(state: &AppState, site: &EdgeSite) -> Result<(), St
     let Some(key) = state.store.default_key().await.map_err(|e| e.to_string())? else {
         return Err("the hub has no signing key yet".into());
     };
+    push_key_material(state, site, &key.public_key).await
+}
+
+/// Sends a public key to one edge.
+pub(crate) async fn push_key_material(
+    state: &AppState,
+    site: &EdgeSite,
+    public_key: &str,
+) -> Result<(), String> {
     let res = state
         .http
         .put(format!(
@@ -126,7 +135,7 @@ pub(crate) async fn push_key(state: &AppState, site: &EdgeSite) -> Result<(), St
             site.url.trim_end_matches('/')
         ))
         .bearer_auth(site.pairing_token.expose())
-        .json(&json!({"public_key": key.public_key}))
+        .json(&json!({"public_key": public_key}))
         .send()
         .await
         .map_err(|e| format!("unreachable: {e}"))?;

@@ -125,6 +125,7 @@ pub fn tracker(n: &str, v: &str) -> Tracker {
             transferred_bytes: 0,
         }],
         auto_create: false,
+        delete_on_success: false,
     }
 }
 
