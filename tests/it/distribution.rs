@@ -996,3 +996,161 @@ async fn delete_from_edges_removes_content_and_then_answers_404() {
         );
     }
 }
+
+/// Polls until the tracker's single site has moved some bytes, and returns
+/// the tracker then; panics if it finished first.
+async fn wait_for_progress(hub: &Hub, name: &str, version: &str, id: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let t: Value = dist(
+            hub,
+            Method::GET,
+            &format!("release_bundle/{name}/{version}/distribution/{id}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_ne!(
+            t["status"], "Completed",
+            "the transfer finished before the crash could happen; use more data"
+        );
+        if t["sites"][0]["transferred_bytes"].as_u64().unwrap_or(0) > 0 {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "no progress: {t}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn edge_and_hub_crashes_mid_transfer_recover_and_complete() {
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub_data = hub_dir.path().join("data");
+    let hub_env = [
+        ("WAYBILL_RETRY_ATTEMPTS", "60"),
+        ("WAYBILL_RETRY_BASE_MS", "200"),
+    ];
+    let mut launch = Launch::new(&hub_data);
+    launch.env.extend(hub_env);
+    let hub = Hub {
+        server: launch.start(),
+        http: client(),
+        _tmp: tempfile::tempdir().unwrap(),
+    };
+    upload_key(&hub).await;
+
+    let edge_dir = tempfile::tempdir().unwrap();
+    let edge_data = edge_dir.path().join("data");
+    let token = "crash-test-token";
+    let mut edge_launch = Launch::edge(&edge_data, "de-fra-1", "Frankfurt", "DE", token);
+    let edge = edge_launch.start();
+    edge_launch.listen = edge.base.trim_start_matches("http://").to_string();
+    let body = json!({"name": "de-fra-1", "url": edge.base, "token": token, "location": {"city_name": "Frankfurt", "country_code": "DE"}});
+    let res = hub
+        .http
+        .post(hub.server.url("/mc/api/v1/jpds"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+
+    hub.create_repo("libs").await;
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| (format!("big/part-{i:02}.bin"), content(12 << 20, 100 + i)))
+        .collect();
+    for (path, data) in &files {
+        assert_eq!(
+            hub.deploy(&format!("libs/{path}"), data.clone()).await.0,
+            StatusCode::CREATED
+        );
+    }
+    let total: u64 = files.iter().map(|f| f.1.len() as u64).sum();
+    create_signed(&hub, "app", "1.0").await;
+
+    // 1. The edge crashes mid-transfer and comes back on the same address.
+    let (_, started) = distribute(&hub, "app", "1.0", json!([{}]), true).await;
+    let id = started["id"].as_u64().unwrap();
+    wait_for_progress(&hub, "app", "1.0", id).await;
+    edge.crash();
+    let edge = edge_launch.start();
+    let t = wait_for(&hub, "app", "1.0", id).await;
+    assert_eq!(t["status"], "Completed", "{t}");
+    let site = &t["sites"][0];
+    assert_eq!(site["distributed_bytes"], total);
+    assert!(
+        site["transferred_bytes"].as_u64().unwrap() <= total,
+        "verified blobs were sent again: {t}"
+    );
+    let holds = |edge: &Server, files: &[(String, Vec<u8>)]| {
+        let (base, files) = (edge.base.clone(), files.to_vec());
+        async move {
+            for (path, data) in files {
+                let res = client()
+                    .get(format!("{base}/artifactory/prod/{path}"))
+                    .basic_auth("admin", Some(ADMIN_PW))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), StatusCode::OK, "{path}");
+                assert_eq!(
+                    res.headers()["x-checksum-sha256"],
+                    sha256_hex(&data).as_str()
+                );
+                let got = res.bytes().await.unwrap();
+                assert!(got.as_ref() == data.as_slice(), "{path}: bytes differ");
+            }
+        }
+    };
+    holds(&edge, &files).await;
+
+    // 2. The hub is killed mid-distribution; on restart it resumes and finishes.
+    let more: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| (format!("big2/part-{i:02}.bin"), content(12 << 20, 200 + i)))
+        .collect();
+    for (path, data) in &more {
+        assert_eq!(
+            hub.deploy(&format!("libs/{path}"), data.clone()).await.0,
+            StatusCode::CREATED
+        );
+    }
+    let body = json!({"name": "app", "version": "2.0", "dry_run": false, "sign_immediately": true,
+        "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\",\"path\":{\"$match\":\"big2*\"}})",
+                              "mappings": [{"input": "^libs/(.*)$", "output": "prod/$1"}]}]}});
+    let res = dist(&hub, Method::POST, "release_bundle")
+        .header("X-Gpg-Passphrase", PW)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let (_, started) = distribute(&hub, "app", "2.0", json!([{}]), true).await;
+    let id = started["id"].as_u64().unwrap();
+    wait_for_progress(&hub, "app", "2.0", id).await;
+    let Hub { server, .. } = hub;
+    server.crash();
+    let mut relaunch = Launch::new(&hub_data);
+    relaunch.env.extend(hub_env);
+    let hub = Hub {
+        server: relaunch.start(),
+        http: client(),
+        _tmp: tempfile::tempdir().unwrap(),
+    };
+    let t = wait_for(&hub, "app", "2.0", id).await;
+    assert_eq!(t["status"], "Completed", "{t}");
+    assert!(
+        hub.server.log().contains("resuming distribution"),
+        "the hub resumed the tracker"
+    );
+    let more_total: u64 = more.iter().map(|f| f.1.len() as u64).sum();
+    assert_eq!(t["sites"][0]["distributed_bytes"], more_total);
+    assert!(
+        t["sites"][0]["transferred_bytes"].as_u64().unwrap() <= more_total,
+        "{t}"
+    );
+    holds(&edge, &more).await;
+}

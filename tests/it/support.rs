@@ -22,6 +22,8 @@ pub struct Launch<'a> {
     pub env: Vec<(&'a str, &'a str)>,
     /// `serve` for a hub; `edge` plus its flags for an edge.
     pub subcommand: Vec<String>,
+    /// Where to listen; port 0 picks a free one.
+    pub listen: String,
 }
 
 impl<'a> Launch<'a> {
@@ -31,6 +33,7 @@ impl<'a> Launch<'a> {
             store: "sqlite",
             env: vec![("WAYBILL_ADMIN_PASSWORD", "admin-pw-for-tests")],
             subcommand: vec!["serve".into()],
+            listen: "127.0.0.1:0".into(),
         }
     }
 
@@ -62,7 +65,7 @@ impl<'a> Launch<'a> {
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_waybill"));
         cmd.args(&self.subcommand)
-            .args(["--listen", "127.0.0.1:0", "--store", self.store])
+            .args(["--listen", &self.listen, "--store", self.store])
             .arg("--data-dir")
             .arg(self.data_dir)
             .env_remove("WAYBILL_ADMIN_PASSWORD")
@@ -127,6 +130,13 @@ impl Server {
             assert!(Instant::now() < deadline, "server ignored SIGTERM");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn crash(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     /// Everything the server logged so far.
