@@ -1154,3 +1154,64 @@ async fn edge_and_hub_crashes_mid_transfer_recover_and_complete() {
     );
     holds(&edge, &more).await;
 }
+
+#[tokio::test]
+async fn a_blob_that_arrives_corrupt_is_retried_then_named_in_file_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let hub = Hub {
+        server: Launch::new(&data).start(),
+        http: client(),
+        _tmp: tempfile::tempdir().unwrap(),
+    };
+    upload_key(&hub).await;
+    let edge = start_edge(0, "sqlite");
+    assert_eq!(register(&hub, &edge, 0).await.0, StatusCode::CREATED);
+    hub.create_repo("libs").await;
+    let good = content(5000, 1);
+    let bad = content(7000, 2);
+    assert_eq!(
+        hub.deploy("libs/good.bin", good.clone()).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        hub.deploy("libs/bad.bin", bad.clone()).await.0,
+        StatusCode::CREATED
+    );
+    create_signed(&hub, "app", "1.0").await;
+    // Flip one byte of the hub's copy: it will never match its checksum.
+    let hex = sha256_hex(&bad);
+    let path = data.join("blobs/sha256").join(&hex[..2]).join(&hex);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    let (_, started) = distribute(&hub, "app", "1.0", json!([{}]), true).await;
+    let t = wait_for(&hub, "app", "1.0", started["id"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "Failed", "{t}");
+    let site = &t["sites"][0];
+    let errors = site["file_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{t}");
+    assert!(
+        errors[0].as_str().unwrap().starts_with("prod/bad.bin: ")
+            && errors[0].as_str().unwrap().contains("mismatch"),
+        "{t}"
+    );
+    assert!(
+        site["general_error"].as_str().unwrap().contains("mismatch"),
+        "{t}"
+    );
+    // Nothing half-committed: not even the good file is visible on the edge.
+    let res = client()
+        .get(edge.server.url("/artifactory/prod/good.bin"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    let sends = edge
+        .server
+        .log()
+        .matches(&format!("/waybill/api/v1/edge/blobs/{hex}"))
+        .count();
+    assert_eq!(sends, 3, "the corrupt blob is sent exactly three times");
+}

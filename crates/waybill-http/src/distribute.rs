@@ -66,6 +66,9 @@ fn cancelled(flag: &std::sync::atomic::AtomicBool) -> Result<(), Attempt> {
     Ok(())
 }
 
+/// Times a blob is sent when the edge finds it corrupt.
+const BLOB_TRIES: usize = 3;
+
 /// Blobs sent to one site at the same time.
 const PER_SITE_CONCURRENCY: usize = 4;
 
@@ -339,6 +342,15 @@ enum Attempt {
     Aborted,
 }
 
+impl Attempt {
+    fn message(self) -> String {
+        match self {
+            Attempt::Transient(m) | Attempt::Refused(m) => m,
+            Attempt::Aborted => "aborted".into(),
+        }
+    }
+}
+
 fn classify(
     what: &str,
     res: Result<reqwest::Response, reqwest::Error>,
@@ -581,17 +593,43 @@ async fn attempt_once(
                 Ok(())
             })
             .await;
-            let req = state
-                .http
-                .put(format!("{base}/blobs/{digest}"))
-                .bearer_auth(&token)
-                .header("content-length", size)
-                .body(reqwest::Body::wrap_stream(blob_body(
-                    state.blobs.clone(),
-                    digest,
-                    size,
-                )));
-            let result = call(&format!("transfer of {}", names.join(", ")), req).await;
+            // A blob the edge finds corrupt (409) is sent again a few times,
+            // then its files are named in `file_errors`.
+            let what = format!("transfer of {}", names.join(", "));
+            let mut result = Ok(());
+            for _ in 0..BLOB_TRIES {
+                let req = state
+                    .http
+                    .put(format!("{base}/blobs/{digest}"))
+                    .bearer_auth(&token)
+                    .header("content-length", size)
+                    .body(reqwest::Body::wrap_stream(blob_body(
+                        state.blobs.clone(),
+                        digest,
+                        size,
+                    )));
+                result = match req.send().await {
+                    Ok(r) if r.status() == StatusCode::CONFLICT => {
+                        Err(Attempt::Refused(refusal(&what, r).await.message()))
+                    }
+                    other => {
+                        let outcome = match other {
+                            Ok(r) if !r.status().is_success() => Err(refusal(&what, r).await),
+                            o => classify(&what, o).map(drop),
+                        };
+                        result = outcome;
+                        break;
+                    }
+                };
+            }
+            if let Err(Attempt::Refused(msg)) = &result {
+                let errors: Vec<String> = names.iter().map(|n| format!("{n}: {msg}")).collect();
+                update_progress(&state, id, &sid, move |s| {
+                    s.file_errors.extend(errors);
+                    Ok(())
+                })
+                .await;
+            }
             let done = names.clone();
             let ok = result.is_ok();
             let (nfiles, nbytes): (u64, u64) =
