@@ -5,12 +5,14 @@
 //! - `serve`: start-up, bootstrap, ping/info, auth, settings, shutdown.
 //! - `bundles`: release bundles v1 and signing keys.
 //! - `distribution`: a hub and edges as separate processes.
+//! - `security`: users, tokens, throttling.
 //! - `source`: the Artifactory-compatible source repository.
 //! - `layering`: the dependency-direction invariant.
 
 mod bundles;
 mod distribution;
 mod layering;
+mod security;
 mod serve;
 mod source;
 mod support;

@@ -75,12 +75,29 @@ struct CacheEntry {
     verified: Instant,
 }
 
+/// Failed logins tolerated per user within [`FAILURE_WINDOW`].
+const MAX_FAILURES: u32 = 5;
+/// The window failures are counted in.
+const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// How long a user is refused after too many failures.
+const LOCKOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    since: Instant,
+    locked_until: Option<Instant>,
+}
+
 /// Verifies credentials against the user store.
 #[derive(Clone)]
 pub struct Authenticator {
     store: Arc<dyn Store>,
     key: Arc<hmac::Key>,
     cache: Arc<Mutex<CredentialCache>>,
+    failures: Arc<Mutex<HashMap<String, Failures>>>,
+    /// Access-token minting and checking.
+    pub tokens: crate::tokens::Tokens,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -98,7 +115,66 @@ impl Authenticator {
             store,
             key: Arc::new(key),
             cache: Arc::default(),
+            failures: Arc::default(),
+            tokens: crate::tokens::Tokens::default(),
         }
+    }
+
+    /// Refuses a user locked out after repeated failures, saying when to retry.
+    fn check_lockout(&self, name: &str) -> Result<(), ApiError> {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(until) = failures.get(name).and_then(|f| f.locked_until) {
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() {
+                return Err(ApiError::throttled(
+                    format!(
+                        "too many failed logins for user '{name}'; retry in {} seconds",
+                        left.as_secs() + 1
+                    ),
+                    left.as_secs() + 1,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn record_failure(&self, name: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if failures.len() > CACHE_MAX {
+            failures.clear();
+        }
+        let now = Instant::now();
+        let f = failures.entry(name.to_string()).or_insert(Failures {
+            count: 0,
+            since: now,
+            locked_until: None,
+        });
+        if now.duration_since(f.since) > FAILURE_WINDOW {
+            *f = Failures {
+                count: 0,
+                since: now,
+                locked_until: None,
+            };
+        }
+        f.count += 1;
+        if f.count >= MAX_FAILURES {
+            tracing::warn!(
+                user = name,
+                "too many failed logins; refusing the user for a while"
+            );
+            *f = Failures {
+                count: 0,
+                since: now,
+                locked_until: Some(now + LOCKOUT),
+            };
+        }
+    }
+
+    fn record_success(&self, name: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
     }
 
     /// Checks a user name and password; `Ok(None)` means wrong or unknown.
@@ -165,21 +241,45 @@ impl Authenticator {
             let (name, password) = decoded
                 .split_once(':')
                 .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
+            self.check_lockout(name)?;
             return match self.verify_password(name, password).await? {
-                Some(user) => Ok(Principal {
-                    name: user.name,
-                    admin: user.admin,
-                }),
-                None => Err(ApiError::unauthorized("bad user name or password")),
+                Some(user) => {
+                    self.record_success(name);
+                    Ok(Principal {
+                        name: user.name,
+                        admin: user.admin,
+                    })
+                }
+                None => {
+                    self.record_failure(name);
+                    Err(ApiError::unauthorized("bad user name or password"))
+                }
             };
         }
         if scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::unauthorized(
-                "access tokens are not accepted by this server yet; use Basic authentication",
-            ));
+            use crate::tokens::TokenError;
+            let claims = self
+                .tokens
+                .verify(self.store.as_ref(), value.trim())
+                .await
+                .map_err(|e| {
+                    ApiError::unauthorized(match e {
+                        TokenError::Invalid => "the access token is not valid here",
+                        TokenError::Expired => "the access token has expired",
+                        TokenError::Revoked => "the access token was revoked",
+                    })
+                })?;
+            let user = self.store.get_user(&claims.sub).await?.ok_or_else(|| {
+                ApiError::unauthorized("the access token's user no longer exists")
+            })?;
+            // An admin's user-scoped token acts as a plain user.
+            return Ok(Principal {
+                admin: user.admin && claims.scp == crate::tokens::ADMIN_SCOPE,
+                name: user.name,
+            });
         }
         Err(ApiError::unauthorized(format!(
-            "unsupported authorization scheme '{scheme}'; use Basic"
+            "unsupported authorization scheme '{scheme}'; use Basic or Bearer"
         )))
     }
 }

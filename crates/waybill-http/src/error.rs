@@ -17,6 +17,7 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     challenge: bool,
+    retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -32,6 +33,15 @@ impl ApiError {
             status,
             message: message.into(),
             challenge: false,
+            retry_after: None,
+        }
+    }
+
+    /// 429 with `Retry-After`: only for throttled logins, never for bad input.
+    pub fn throttled(message: impl Into<String>, seconds: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(seconds),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, message)
         }
     }
 
@@ -116,6 +126,10 @@ impl IntoResponse for ApiError {
             message: &self.message,
         };
         let mut res = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.challenge {
             let headers = res.headers_mut();
             headers.append(

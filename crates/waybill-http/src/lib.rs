@@ -24,9 +24,11 @@ pub mod dto;
 pub mod edge;
 pub mod error;
 mod keys;
+mod security;
 mod sites;
 pub mod source;
 mod system;
+pub mod tokens;
 
 pub use auth::{Authenticator, Principal};
 pub use error::ApiError;
@@ -128,6 +130,24 @@ pub fn router(state: AppState) -> Router {
             post(distribute::delete_from_edges),
         )
         .route("/mc/api/v1/jpds", get(sites::list).post(sites::register))
+        .route(
+            "/distribution/api/v1/security/token",
+            get(security::list_tokens).post(security::create_token),
+        )
+        .route(
+            "/distribution/api/v1/security/token/revoke",
+            post(security::revoke_token),
+        )
+        .route(
+            "/distribution/api/v1/security/users",
+            get(security::list_users),
+        )
+        .route(
+            "/distribution/api/v1/security/users/{name}",
+            get(security::get_user)
+                .put(security::put_user)
+                .delete(security::delete_user),
+        )
         .route(
             "/mc/api/v1/jpds/{id}",
             get(sites::get).put(sites::update).delete(sites::remove),

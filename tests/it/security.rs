@@ -1,0 +1,409 @@
+//! Users, access tokens and login throttling, black-box.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_PW, Hub, Launch, client};
+
+fn api(hub: &Hub, method: Method, path: &str) -> reqwest::RequestBuilder {
+    hub.http.request(
+        method,
+        hub.server.url(&format!("/distribution/api/v1/{path}")),
+    )
+}
+
+async fn token(hub: &Hub, auth: (&str, &str), form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let res = api(hub, Method::POST, "security/token")
+        .basic_auth(auth.0, Some(auth.1))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    hub.json(res).await
+}
+
+fn claims(jwt: &str) -> Value {
+    serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(jwt.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn status_with(hub: &Hub, bearer: &str, path: &str) -> StatusCode {
+    api(hub, Method::GET, path)
+        .bearer_auth(bearer)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn users_tokens_revocation_refresh_and_expiry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let hub = Hub {
+        server: Launch::new(&data).start(),
+        http: client(),
+        _tmp: tempfile::tempdir().unwrap(),
+    };
+    let admin = ("admin", ADMIN_PW);
+
+    // Users: created by an admin, never returned with a password.
+    let res = api(&hub, Method::PUT, "security/users/dev")
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(
+            &json!({"email": "dev@example.com", "password": "dev-password-1", "groups": ["devs"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, user) = hub.json(res).await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    assert_eq!(
+        user,
+        json!({"name": "dev", "email": "dev@example.com", "admin": false, "groups": ["devs"]})
+    );
+    let res = api(&hub, Method::PUT, "security/users/dev")
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&json!({"email": "d@x.io"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "updates keep the password");
+    let listed = api(&hub, Method::GET, "security/users")
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listed.contains("\"dev\"") && !listed.contains("argon2") && !listed.contains("password"),
+        "{listed}"
+    );
+    let res = api(&hub, Method::GET, "security/users")
+        .basic_auth("dev", Some("dev-password-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "users are admin only");
+    let res = api(&hub, Method::PUT, "security/users/short")
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&json!({"password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // A plain user's token: for itself only, user scope only; works as Bearer.
+    let (status, _) = token(&hub, ("dev", "dev-password-1"), &[("username", "admin")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = token(
+        &hub,
+        ("dev", "dev-password-1"),
+        &[("username", "dev"), ("scope", "applied-permissions/admin")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, t) = token(
+        &hub,
+        ("dev", "dev-password-1"),
+        &[("username", "dev"), ("expires_in", "3600")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    assert_eq!(
+        (
+            t["token_type"].as_str(),
+            t["scope"].as_str(),
+            t["expires_in"].as_u64()
+        ),
+        (Some("Bearer"), Some("applied-permissions/user"), Some(3600))
+    );
+    assert!(t.get("refresh_token").is_none());
+    let dev_jwt = t["access_token"].as_str().unwrap().to_string();
+    let c = claims(&dev_jwt);
+    let info: Value = api(&hub, Method::GET, "system/info")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(c["iss"], info["service_id"]);
+    assert_eq!(c["aud"], info["service_id"]);
+    assert_eq!(
+        (c["sub"].as_str(), c["scp"].as_str()),
+        (Some("dev"), Some("applied-permissions/user"))
+    );
+    assert_eq!(
+        c["exp"].as_u64().unwrap(),
+        c["iat"].as_u64().unwrap() + 3600
+    );
+    assert_eq!(
+        status_with(&hub, &dev_jwt, "release_bundle").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_with(&hub, &dev_jwt, "system/settings").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status_with(&hub, &format!("{dev_jwt}x"), "release_bundle").await,
+        StatusCode::UNAUTHORIZED,
+        "a forged signature"
+    );
+
+    // Admin scope needs an admin; an admin's user-scoped token is not admin.
+    let (_, t) = token(
+        &hub,
+        admin,
+        &[
+            ("username", "admin"),
+            ("scope", "applied-permissions/admin"),
+        ],
+    )
+    .await;
+    let admin_jwt = t["access_token"].as_str().unwrap().to_string();
+    assert!(
+        claims(&admin_jwt).get("exp").is_none(),
+        "expires_in 0 never expires"
+    );
+    assert_eq!(
+        status_with(&hub, &admin_jwt, "system/settings").await,
+        StatusCode::OK
+    );
+    let (_, t) = token(&hub, admin, &[("username", "admin")]).await;
+    assert_eq!(
+        status_with(&hub, t["access_token"].as_str().unwrap(), "system/settings").await,
+        StatusCode::FORBIDDEN
+    );
+
+    // Listing is admin only and shows the seed's fields.
+    let res = api(&hub, Method::GET, "security/token")
+        .bearer_auth(&admin_jwt)
+        .send()
+        .await
+        .unwrap();
+    let (status, list) = hub.json(res).await;
+    assert_eq!(status, StatusCode::OK);
+    let mine = list["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["subject"] == "dev")
+        .unwrap()
+        .clone();
+    assert_eq!(mine["token_id"], c["jti"]);
+    assert_eq!(mine["issuer"], info["service_id"]);
+    assert_eq!(mine["refreshable"], false);
+    assert!(mine["issued_at"].is_u64() && mine["expiry"].is_u64());
+    assert_eq!(
+        status_with(&hub, &dev_jwt, "security/token").await,
+        StatusCode::FORBIDDEN
+    );
+
+    // Revocation takes effect at once; the form must name exactly one thing.
+    let revoke = |form: Vec<(&'static str, String)>| {
+        api(&hub, Method::POST, "security/token/revoke")
+            .bearer_auth(&admin_jwt)
+            .form(&form)
+            .send()
+    };
+    assert_eq!(
+        revoke(vec![]).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        revoke(vec![("token", dev_jwt.clone()), ("token_id", "x".into())])
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        revoke(vec![("token_id", "no-such-token".into())])
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let res = api(&hub, Method::POST, "security/token/revoke")
+        .bearer_auth(&dev_jwt)
+        .form(&[("token", dev_jwt.clone())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::FORBIDDEN,
+        "revoking is admin only"
+    );
+    assert_eq!(
+        revoke(vec![("token", dev_jwt.clone())])
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let res = api(&hub, Method::GET, "release_bundle")
+        .bearer_auth(&dev_jwt)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = hub.json(res).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["message"].as_str().unwrap().contains("revoked"),
+        "{body}"
+    );
+
+    // Refresh: single use; the old access token dies with it.
+    let (_, t) = token(
+        &hub,
+        ("dev", "dev-password-1"),
+        &[("username", "dev"), ("refreshable", "true")],
+    )
+    .await;
+    let (old_access, old_refresh) = (
+        t["access_token"].as_str().unwrap().to_string(),
+        t["refresh_token"].as_str().unwrap().to_string(),
+    );
+    let refresh = [
+        ("grant_type", "refresh_token"),
+        ("access_token", old_access.as_str()),
+        ("refresh_token", old_refresh.as_str()),
+    ];
+    let (status, fresh) = token(&hub, ("dev", "dev-password-1"), &refresh).await;
+    assert_eq!(status, StatusCode::OK, "{fresh}");
+    let new_access = fresh["access_token"].as_str().unwrap();
+    assert_eq!(
+        status_with(&hub, new_access, "release_bundle").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_with(&hub, &old_access, "release_bundle").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = token(&hub, ("dev", "dev-password-1"), &refresh).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "a refresh token works once"
+    );
+
+    // Expiry.
+    let (_, t) = token(
+        &hub,
+        ("dev", "dev-password-1"),
+        &[("username", "dev"), ("expires_in", "1")],
+    )
+    .await;
+    let short = t["access_token"].as_str().unwrap().to_string();
+    assert_eq!(
+        status_with(&hub, &short, "release_bundle").await,
+        StatusCode::OK
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let res = api(&hub, Method::GET, "release_bundle")
+        .bearer_auth(&short)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = hub.json(res).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        body["message"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+
+    // Tokens outlive a restart; a deleted user's tokens do not outlive the user.
+    let Hub { server, .. } = hub;
+    assert!(server.terminate().success());
+    let hub = Hub {
+        server: Launch::new(&data).start(),
+        http: client(),
+        _tmp: tempfile::tempdir().unwrap(),
+    };
+    assert_eq!(
+        status_with(&hub, &admin_jwt, "system/settings").await,
+        StatusCode::OK,
+        "the signing key persisted"
+    );
+    assert_eq!(
+        status_with(&hub, new_access, "release_bundle").await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api(&hub, Method::DELETE, "security/users/dev")
+            .bearer_auth(&admin_jwt)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        status_with(&hub, new_access, "release_bundle").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        api(&hub, Method::DELETE, "security/users/admin")
+            .bearer_auth(&admin_jwt)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST,
+        "no self-deletion"
+    );
+    let log = hub.server.log();
+    assert!(
+        !log.contains(&admin_jwt) && !log.contains(&old_refresh),
+        "tokens in the log"
+    );
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_are_throttled_and_say_when_to_retry() {
+    let hub = Hub::start("sqlite");
+    for _ in 0..5 {
+        let res = api(&hub, Method::GET, "release_bundle")
+            .basic_auth("admin", Some("wrong"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    // Even the right password waits now.
+    let res = api(&hub, Method::GET, "release_bundle")
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=31).contains(&retry), "{retry}");
+    let (_, body) = hub.json(res).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("retry in"),
+        "{body}"
+    );
+    // Other users are not affected.
+    let res = api(&hub, Method::GET, "release_bundle")
+        .basic_auth("someone", Some("x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
