@@ -1215,3 +1215,394 @@ async fn a_blob_that_arrives_corrupt_is_retried_then_named_in_file_errors() {
         .count();
     assert_eq!(sends, 3, "the corrupt blob is sent exactly three times");
 }
+
+async fn admin_put(hub: &Hub, path: &str, body: Value) -> StatusCode {
+    dist(hub, Method::PUT, path)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+fn as_user(hub: &Hub, user: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
+    hub.http
+        .request(
+            method,
+            hub.server.url(&format!("/distribution/api/v1/{path}")),
+        )
+        .basic_auth(user, Some("user-password-1"))
+}
+
+#[tokio::test]
+async fn permissions_decide_bundles_repositories_and_destinations() {
+    let grid = grid("sqlite", true).await;
+    let hub = &grid.hub;
+    for (name, groups) in [
+        ("dev", json!(["devs"])),
+        ("ops", json!([])),
+        ("de_only", json!([])),
+        ("nobody", json!([])),
+    ] {
+        let s = admin_put(
+            hub,
+            &format!("security/users/{name}"),
+            json!({"password": "user-password-1", "groups": groups}),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{name}");
+    }
+    // Groups: membership set from the group's side shows on the user.
+    let s = admin_put(
+        hub,
+        "security/groups/auditors",
+        json!({"description": "read all", "users": ["nobody"]}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, g) = hub
+        .json(
+            dist(hub, Method::GET, "security/groups/auditors")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(g["users"], json!(["nobody"]));
+    let (_, u) = hub
+        .json(
+            dist(hub, Method::GET, "security/users/nobody")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(u["groups"], json!(["auditors"]));
+
+    let perms = [
+        json!({"name": "apps", "resource_type": "release_bundle", "release_bundles": {"include_patterns": ["app*"], "exclude_patterns": ["app-secret"]},
+               "principals": {"users": {"ops": ["r", "x", "d"], "de_only": ["r", "x"]}, "groups": {"devs": ["r", "w"]}}}),
+        json!({"name": "libs-rw", "resource_type": "repository", "repositories": {"include_patterns": ["libs"]},
+               "principals": {"users": {"dev": ["r", "w"]}}}),
+        json!({"name": "everywhere", "resource_type": "destination", "distribution_destinations": [{"site_name": "*"}],
+               "principals": {"users": {"ops": ["x", "d"]}}}),
+        json!({"name": "de", "resource_type": "destination", "distribution_destinations": [{"country_codes": ["DE"]}],
+               "principals": {"users": {"de_only": ["x"]}}}),
+    ];
+    for p in &perms {
+        let name = p["name"].as_str().unwrap();
+        let res = dist(hub, Method::PUT, &format!("security/permissions/{name}"))
+            .json(p)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["name"], name);
+    }
+    let (_, de) = hub
+        .json(
+            dist(hub, Method::GET, "security/permissions/de")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(
+        de["distribution_destinations"],
+        json!([{"site_name": "*", "city_name": "*", "country_codes": ["DE"]}]),
+        "seed shape"
+    );
+    assert_eq!(
+        de["principals"],
+        json!({"users": {"de_only": ["x"]}, "groups": {}})
+    );
+    let bad = json!({"name": "bad", "resource_type": "destination", "distribution_destinations": [{}], "principals": {"users": {"x": ["w"]}}});
+    assert_eq!(
+        dist(hub, Method::PUT, "security/permissions/bad")
+            .json(&bad)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // dev: writes app* bundles (through the devs group) and deploys to libs, nothing else.
+    assert_eq!(
+        hub.http
+            .put(hub.server.url("/artifactory/libs/dev/x.bin"))
+            .basic_auth("dev", Some("user-password-1"))
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    hub.create_repo("docker").await;
+    let res = hub
+        .http
+        .put(hub.server.url("/artifactory/docker/x"))
+        .basic_auth("dev", Some("user-password-1"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = hub.json(res).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs 'w' (write) permission on repository 'docker'"),
+        "{body}"
+    );
+    let create = |name: &str| {
+        json!({"name": name, "version": "1", "dry_run": false, "sign_immediately": false,
+        "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\",\"name\":\"app-1.0.jar\"})", "mappings": [{"input": "^libs/(.*)$", "output": "prod/$1"}]}]}})
+    };
+    assert_eq!(
+        as_user(hub, "dev", Method::POST, "release_bundle")
+            .json(&create("app"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    for denied in ["app-secret", "other"] {
+        let res = as_user(hub, "dev", Method::POST, "release_bundle")
+            .json(&create(denied))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{denied}");
+        assert!(
+            body["message"].as_str().unwrap().contains(&format!(
+                "needs 'w' (write) permission on release bundle '{denied}'"
+            )),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        dist(hub, Method::POST, "release_bundle")
+            .json(&create("other"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    let res = as_user(hub, "dev", Method::POST, "release_bundle/app/1/sign")
+        .header("X-Gpg-Passphrase", PW)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "w covers signing");
+    // Lists show only what the caller may read.
+    let listed: Vec<Value> = as_user(hub, "dev", Method::GET, "release_bundle")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = listed.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["app"]);
+    assert_eq!(
+        as_user(hub, "dev", Method::GET, "release_bundle/other/1")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_user(hub, "nobody", Method::GET, "release_bundle")
+            .send()
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+
+    // Distribution needs x on the bundle and on the destination.
+    let rules = |r: Value| json!({"dry_run": true, "distribution_rules": r});
+    let res = as_user(hub, "dev", Method::POST, "distribution/app/1")
+        .json(&rules(json!([{}])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "dev has no x");
+    let dry = |r: Value| async move {
+        let res = as_user(hub, "de_only", Method::POST, "distribution/app/1")
+            .json(&rules(r))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        let mut names: Vec<String> = body["sites"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| s["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        (status, names, body)
+    };
+    let (status, names, _) = dry(json!([{}])).await;
+    assert_eq!(
+        (status, names),
+        (
+            StatusCode::OK,
+            vec!["de-fra-1".to_string(), "de-muc-1".to_string()]
+        ),
+        "filtered to DE"
+    );
+    let (status, _, body) = dry(json!([{"country_codes": ["US"]}])).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs 'x' (distribute) on a destination permission")
+            && body["message"].as_str().unwrap().contains("us-nyc-1"),
+        "{body}"
+    );
+    let (status, names, _) =
+        dry(json!([{"country_codes": ["US"]}, {"site_name": "de-fra-1"}])).await;
+    assert_eq!(
+        (status, names),
+        (StatusCode::OK, vec!["de-fra-1".to_string()]),
+        "a mixed rule set is narrowed"
+    );
+    let res = as_user(hub, "de_only", Method::POST, "distribution/app/1").json(&json!({"dry_run": false, "distribution_rules": [{}], "auto_create_missing_repositories": true})).send().await.unwrap();
+    let (status, body) = hub.json(res).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let t = wait_for(hub, "app", "1", body["id"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "Completed");
+    assert_eq!(t["sites"].as_array().unwrap().len(), 2);
+    // Tracker views follow read permission.
+    let seen: Vec<Value> = as_user(hub, "ops", Method::GET, "release_bundle/distribution")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        as_user(
+            hub,
+            "nobody",
+            Method::GET,
+            "release_bundle/app/1/distribution"
+        )
+        .send()
+        .await
+        .unwrap()
+        .status(),
+        StatusCode::FORBIDDEN
+    );
+    // ops may delete from edges; de_only may not.
+    let del = json!({"dry_run": true, "distribution_rules": [{}], "on_success": "keep"});
+    assert_eq!(
+        as_user(hub, "de_only", Method::POST, "distribution/app/1/delete")
+            .json(&del)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        as_user(hub, "ops", Method::POST, "distribution/app/1/delete")
+            .json(&del)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    // Admin-only endpoints refuse a plain user; anonymous gets 401 everywhere but ping and info.
+    for (method, path) in [
+        (Method::GET, "system/settings"),
+        (Method::GET, "security/permissions"),
+        (Method::GET, "security/users"),
+        (Method::GET, "security/groups"),
+        (Method::GET, "security/token"),
+        (Method::POST, "keys/pgp/propagate"),
+    ] {
+        assert_eq!(
+            as_user(hub, "ops", method.clone(), path)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+        let anon = hub
+            .http
+            .request(
+                method,
+                hub.server.url(&format!("/distribution/api/v1/{path}")),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anon.status(), StatusCode::UNAUTHORIZED, "{path}");
+    }
+    let jpds = hub
+        .http
+        .get(hub.server.url("/mc/api/v1/jpds"))
+        .basic_auth("ops", Some("user-password-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jpds.status(), StatusCode::FORBIDDEN);
+    for path in ["system/ping", "system/info"] {
+        assert_eq!(
+            hub.http
+                .get(hub.server.url(&format!("/distribution/api/v1/{path}")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+    }
+    // Deleting a permission takes its grants away at once.
+    assert_eq!(
+        dist(hub, Method::DELETE, "security/permissions/apps")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        as_user(hub, "dev", Method::GET, "release_bundle/app/1")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        dist(hub, Method::DELETE, "security/permissions/apps")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}

@@ -454,7 +454,21 @@ async fn builds_and_aql_on_every_store() {
             .iter()
             .map(|i| i["name"].as_str().unwrap())
             .collect();
-        assert_eq!(items, ["app-1.0.jar", "readme.md"], "{store}");
+        assert_eq!(items, ["app-1.0.jar"], "{store}: artifacts only");
+        let (_, deps) = hub
+            .aql(r#"builds.find({"name":"app","number":"42"}).include("module.dependency.item")"#)
+            .await;
+        let deps: Vec<&str> = deps["results"][0]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            deps,
+            ["readme.md"],
+            "{store}: dependencies, found by name and SHA-1"
+        );
         let res = hub
             .req(reqwest::Method::GET, "api/build/app/43")
             .send()

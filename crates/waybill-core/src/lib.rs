@@ -19,6 +19,7 @@ pub mod gather;
 pub mod keys;
 pub mod memory;
 pub mod name;
+pub mod permissions;
 pub mod rules;
 pub mod signing;
 pub mod site;

@@ -77,6 +77,20 @@ impl SystemRepo for MemoryStore {
         Ok(())
     }
 
+    async fn list_settings(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self
+            .lock()
+            .settings
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    async fn delete_setting(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().settings.remove(key).is_some())
+    }
+
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
         Ok(self
             .lock()

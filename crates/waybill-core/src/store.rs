@@ -97,6 +97,12 @@ pub trait SystemRepo: Send + Sync + Debug {
     /// **Behavior:** stores `value`, replacing any earlier one.
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 
+    /// **Behavior:** every setting whose key starts with `prefix`, by key.
+    async fn list_settings(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// **Behavior:** `Ok(false)` when there was nothing to delete.
+    async fn delete_setting(&self, key: &str) -> Result<bool, StoreError>;
+
     /// **Behavior:** stores `value` only when `key` is unset, and returns the
     /// value in force afterwards, so racing first starts agree on one value.
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError>;

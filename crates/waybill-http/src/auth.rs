@@ -38,9 +38,20 @@ pub struct Principal {
     pub name: String,
     /// Whether the user is an administrator.
     pub admin: bool,
+    /// Groups the user belongs to.
+    pub groups: Vec<String>,
 }
 
 impl Principal {
+    /// The caller as the permission model sees it.
+    pub fn caller(&self) -> waybill_core::permissions::Caller<'_> {
+        waybill_core::permissions::Caller {
+            name: &self.name,
+            groups: &self.groups,
+            admin: self.admin,
+        }
+    }
+
     /// 403 unless the caller is an administrator.
     pub fn require_admin(&self) -> Result<(), ApiError> {
         if self.admin {
@@ -248,6 +259,7 @@ impl Authenticator {
                     Ok(Principal {
                         name: user.name,
                         admin: user.admin,
+                        groups: user.groups,
                     })
                 }
                 None => {
@@ -276,6 +288,7 @@ impl Authenticator {
             return Ok(Principal {
                 admin: user.admin && claims.scp == crate::tokens::ADMIN_SCOPE,
                 name: user.name,
+                groups: user.groups,
             });
         }
         Err(ApiError::unauthorized(format!(

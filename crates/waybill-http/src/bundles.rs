@@ -21,6 +21,7 @@ use waybill_core::bundle::{
 };
 use waybill_core::gather::{check_target, gather, normalise_spec};
 use waybill_core::name::{BundleName, BundleVersion, LATEST};
+use waybill_core::permissions::Action;
 use waybill_core::signing::{BundleSignature, Signer};
 use waybill_core::state::{After, VersionEvent, VersionState};
 use waybill_core::store::Page;
@@ -38,17 +39,6 @@ fn now_millis() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Until permissions land, changing bundles needs an administrator.
-fn require_write(who: &Principal, name: &str) -> Result<(), ApiError> {
-    if who.admin {
-        return Ok(());
-    }
-    Err(ApiError::forbidden(format!(
-        "user '{}' needs write permission on release bundle '{name}'; only administrators have it for now",
-        who.name
-    )))
 }
 
 // ---- wire types --------------------------------------------------------
@@ -390,7 +380,7 @@ pub(crate) async fn create(
             .as_deref()
             .ok_or_else(|| ApiError::bad_request("version is required"))?,
     )?;
-    require_write(&who, name.as_str())?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Write).await?;
     if state.store.get_version(&name, &version).await?.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -449,7 +439,7 @@ pub(crate) async fn update(
     Json(body): Json<BundleBody>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
-    require_write(&who, name.as_str())?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Write).await?;
     if body.name.as_deref().is_some_and(|n| n != name.as_str())
         || body
             .version
@@ -528,7 +518,7 @@ pub(crate) async fn sign(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
-    require_write(&who, name.as_str())?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Write).await?;
     // The JFrog client sends `{}`; curl users often send nothing.
     let body: SignBody = if body.iter().all(u8::is_ascii_whitespace) {
         SignBody::default()
@@ -592,11 +582,12 @@ pub(crate) struct GetQuery {
 /// `GET /api/v1/release_bundle/{name}/{version|LATEST}?format=json|jws|jose`.
 pub(crate) async fn get_version(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     Path((name, version)): Path<(String, String)>,
     Query(q): Query<GetQuery>,
 ) -> Result<Response, ApiError> {
     let name = parse_name(&name)?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
     let v = if version == LATEST {
         state.store.latest_version(&name).await?
     } else {
@@ -673,31 +664,52 @@ fn start_pos(q: &ListQuery) -> Result<u64, ApiError> {
 /// `GET /api/v1/release_bundle`: every version, newest first, 10 per page.
 pub(crate) async fn list_all(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let start = start_pos(&q)?;
-    let page = state
+    if who.admin {
+        let page = state
+            .store
+            .list_versions(
+                None,
+                Page {
+                    offset: start,
+                    limit: PAGE_SIZE,
+                },
+            )
+            .await?;
+        return Ok(paged_response(page.items, start, page.total));
+    }
+    // Only what the caller may read, paged after filtering so pages stay full.
+    let readable = crate::authz::readable_bundles(&state, &who).await?;
+    let all: Vec<ReleaseBundleVersion> = state
         .store
-        .list_versions(
-            None,
-            Page {
-                offset: start,
-                limit: PAGE_SIZE,
-            },
-        )
-        .await?;
-    Ok(paged_response(page.items, start, page.total))
+        .list_versions(None, Page::ALL)
+        .await?
+        .items
+        .into_iter()
+        .filter(|v| readable(v.name.as_str()))
+        .collect();
+    let total = all.len() as u64;
+    let skip = usize::try_from(start).unwrap_or(usize::MAX);
+    let items = all
+        .into_iter()
+        .skip(skip)
+        .take(PAGE_SIZE as usize)
+        .collect();
+    Ok(paged_response(items, start, total))
 }
 
 /// `GET /api/v1/release_bundle/{name}`: 404 for an unknown bundle.
 pub(crate) async fn list_bundle(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let name = parse_name(&name)?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
     let start = start_pos(&q)?;
     let page = state
         .store
@@ -724,7 +736,7 @@ pub(crate) async fn delete_version(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
-    require_write(&who, name.as_str())?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Delete).await?;
     let v = state
         .store
         .get_version(&name, &version)
@@ -745,7 +757,7 @@ pub(crate) async fn delete_bundle(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = parse_name(&name)?;
-    require_write(&who, name.as_str())?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Delete).await?;
     let versions = state
         .store
         .list_versions(Some(&name), Page::ALL)
@@ -855,7 +867,7 @@ pub(crate) async fn trigger_scan(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
-    require_write(&who, name.as_str())?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Write).await?;
     let policy = load_policy(&state).await?;
     let stored = state
         .store

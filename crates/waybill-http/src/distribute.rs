@@ -24,6 +24,7 @@ use waybill_core::auth::constant_time_eq;
 use waybill_core::bundle::ReleaseBundleVersion;
 use waybill_core::digest::Sha256;
 use waybill_core::name::{BundleName, BundleVersion};
+use waybill_core::permissions::Action;
 use waybill_core::rules::{DistributionRule, RuleSet};
 use waybill_core::site::EdgeSite;
 use waybill_core::state::VersionEvent;
@@ -135,7 +136,7 @@ pub(crate) async fn distribute(
     Json(body): Json<DistributeBody>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
-    require_distribute(&who, name.as_str())?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Distribute).await?;
     if body.distribution_rules.is_empty() {
         return Err(ApiError::bad_request(
             "distribution_rules must hold at least one rule; {} selects every site",
@@ -168,6 +169,7 @@ pub(crate) async fn distribute(
             sites.len()
         )));
     }
+    let selected = crate::authz::allowed_sites(&state, &who, Action::Distribute, selected).await?;
     let refs: Vec<Value> = selected.iter().map(site_ref).collect();
     if body.dry_run {
         return Ok(axum::Json(json!({"id": 0, "sites": refs})).into_response());
@@ -729,16 +731,6 @@ mod bytes_stream {
     }
 }
 
-fn require_distribute(who: &Principal, name: &str) -> Result<(), ApiError> {
-    if who.admin {
-        return Ok(());
-    }
-    Err(ApiError::forbidden(format!(
-        "user '{}' needs distribute permission on release bundle '{name}'; only administrators have it for now",
-        who.name
-    )))
-}
-
 /// `PUT /api/v1/distribution/{name}/{version}/abort`: 202 with the sites that
 /// were stopped, or 204 when nothing was in progress.
 pub(crate) async fn abort(
@@ -747,7 +739,7 @@ pub(crate) async fn abort(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
-    require_distribute(&who, name.as_str())?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Distribute).await?;
     let mut affected: Vec<Value> = Vec::new();
     let mut trackers: Vec<TrackerId> = Vec::new();
     for t in state
@@ -808,7 +800,7 @@ pub(crate) async fn delete_from_edges(
     Json(body): Json<DeleteBody>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
-    require_distribute(&who, name.as_str())?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Delete).await?;
     let delete_on_success = match body.on_success.as_deref().unwrap_or("keep") {
         "keep" => false,
         "delete" => true,
@@ -843,6 +835,7 @@ pub(crate) async fn delete_from_edges(
             sites.len()
         )));
     }
+    let selected = crate::authz::allowed_sites(&state, &who, Action::Delete, selected).await?;
     let refs: Vec<Value> = selected.iter().map(site_ref).collect();
     if body.dry_run {
         return Ok(axum::Json(json!({"id": 0, "sites": refs})).into_response());
@@ -940,19 +933,21 @@ fn render(all_of_versions: &[Tracker], shown: impl Fn(&Tracker) -> bool) -> Vec<
 /// `GET /api/v1/release_bundle/distribution`.
 pub(crate) async fn status_all(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
 ) -> Result<Response, ApiError> {
     let all = state.store.list_trackers(None, None).await?;
-    Ok(axum::Json(render(&all, |_| true)).into_response())
+    let readable = crate::authz::readable_bundles(&state, &who).await?;
+    Ok(axum::Json(render(&all, |t| readable(t.name.as_str()))).into_response())
 }
 
 /// `GET /api/v1/release_bundle/{name}/distribution`.
 pub(crate) async fn status_bundle(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = BundleName::parse(name)?;
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
     let all = state.store.list_trackers(Some(&name), None).await?;
     Ok(axum::Json(render(&all, |_| true)).into_response())
 }
@@ -962,10 +957,11 @@ pub(crate) async fn status_bundle(
 /// (the JFrog CLI's sync delete waits for exactly that).
 pub(crate) async fn status_version(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
     let all = state
         .store
         .list_trackers(Some(&name), Some(&version))
@@ -981,10 +977,11 @@ pub(crate) async fn status_version(
 /// `GET /api/v1/release_bundle/{name}/{version}/distribution/{id}`: one object.
 pub(crate) async fn status_tracker(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     Path((name, version, id)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
+    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
     let id: TrackerId = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("tracker id must be a number, not '{id}'")))?;

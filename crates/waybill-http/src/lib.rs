@@ -18,6 +18,7 @@ use waybill_core::site::ServiceId;
 use waybill_core::store::{BlobStore, Store};
 
 pub mod auth;
+mod authz;
 mod bundles;
 pub mod distribute;
 pub mod dto;
@@ -147,6 +148,26 @@ pub fn router(state: AppState) -> Router {
             get(security::get_user)
                 .put(security::put_user)
                 .delete(security::delete_user),
+        )
+        .route(
+            "/distribution/api/v1/security/permissions",
+            get(authz::list_permissions),
+        )
+        .route(
+            "/distribution/api/v1/security/permissions/{name}",
+            get(authz::get_permission)
+                .put(authz::put_permission)
+                .delete(authz::delete_permission),
+        )
+        .route(
+            "/distribution/api/v1/security/groups",
+            get(authz::list_groups),
+        )
+        .route(
+            "/distribution/api/v1/security/groups/{name}",
+            get(authz::get_group)
+                .put(authz::put_group)
+                .delete(authz::delete_group),
         )
         .route(
             "/mc/api/v1/jpds/{id}",

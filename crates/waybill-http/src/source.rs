@@ -21,15 +21,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
+use waybill_core::StoreErrorKind;
 use waybill_core::aql::{self, Domain, Field, FieldValue, Query as AqlQuery};
 use waybill_core::artifact::{
     Build, BuildFile, BuildModule, Item, ItemKind, ItemPath, RepoKey, Repository, validate_props,
 };
 use waybill_core::bundle::Props;
 use waybill_core::digest::{Checksums, Sha256};
+use waybill_core::permissions::Action;
 use waybill_core::store::{BlobInfo, Expected};
 use waybill_core::time::{format_http_date, format_iso};
-use waybill_core::{Error, StoreErrorKind};
 
 use crate::{ApiError, AppState, Json, Principal};
 
@@ -45,6 +46,9 @@ pub enum Mode {
 /// The version reported to clients; the JFrog CLI needs ≥ 7.136.0 for every
 /// lifecycle feature, including drafts.
 pub const ARTIFACTORY_VERSION: &str = "7.136.0";
+
+/// The repository name build permissions are granted on, as in Artifactory.
+const BUILD_INFO: &str = "artifactory-build-info";
 
 /// Bytes gathered from the request body before each blob write.
 const WRITE_CHUNK: usize = 256 << 10;
@@ -106,17 +110,6 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}/artifactory")
 }
 
-/// Until permissions land, deploying and other writes need an administrator.
-fn require_deploy(who: &Principal, repo: &str) -> Result<(), ApiError> {
-    if who.admin {
-        return Ok(());
-    }
-    Err(ApiError::forbidden(format!(
-        "user '{}' needs deploy permission on repository '{repo}'; only administrators have it for now",
-        who.name
-    )))
-}
-
 fn mime_type(name: &str) -> &'static str {
     let ext = name.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
@@ -156,12 +149,12 @@ fn parse_target(repo: &str, raw_path: &str) -> Result<(RepoKey, ItemPath, Props)
 async fn writable_target(
     state: &AppState,
     who: &Principal,
-    repo: &str,
-    raw_path: &str,
+    (repo, raw_path): (&str, &str),
+    action: Action,
     root_refusal: &str,
 ) -> Result<(RepoKey, ItemPath, Props), ApiError> {
     let (key, path, props) = parse_target(repo, raw_path)?;
-    require_deploy(who, key.as_str())?;
+    crate::authz::require_repository(state, who, key.as_str(), action).await?;
     if existing_repo(state, &key).await?.read_only {
         return Err(ApiError::forbidden(format!(
             "repository '{key}' is read-only"
@@ -313,10 +306,12 @@ async fn create_repository(
 
 async fn get_repository(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    let repo = existing_repo(&state, &RepoKey::parse(key)?).await?;
+    let key = RepoKey::parse(key)?;
+    crate::authz::require_repository(&state, &who, key.as_str(), Action::Read).await?;
+    let repo = existing_repo(&state, &key).await?;
     Ok(axum::Json(json!({
         "key": repo.key.as_str(),
         "rclass": "local",
@@ -328,15 +323,17 @@ async fn get_repository(
 
 async fn list_repositories(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let base = base_url(&headers);
+    let readable = crate::authz::readable_repositories(&state, &who).await?;
     let list: Vec<Value> = state
         .store
         .list_repositories()
         .await?
         .into_iter()
+        .filter(|r| readable(r.key.as_str()))
         .map(|r| {
             json!({
                 "key": r.key.as_str(),
@@ -382,8 +379,8 @@ async fn deploy(
     let (key, path, props) = writable_target(
         &state,
         &who,
-        &repo,
-        &raw_path,
+        (&repo, &raw_path),
+        Action::Write,
         "a deploy needs a path below the repository",
     )
     .await?;
@@ -565,12 +562,13 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()>
 
 async fn download(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     method: Method,
     Path((repo, raw_path)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
+    crate::authz::require_repository(&state, &who, key.as_str(), Action::Read).await?;
     let item = state
         .store
         .get_item(&key, &path)
@@ -662,8 +660,8 @@ async fn delete_path(
     let (key, path, _) = writable_target(
         &state,
         &who,
-        &repo,
-        &raw_path,
+        (&repo, &raw_path),
+        Action::Delete,
         "delete the repository itself with DELETE /artifactory/api/repositories/{key}",
     )
     .await?;
@@ -689,12 +687,13 @@ async fn storage_root(
 
 async fn storage_get(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     Path((repo, raw_path)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
+    crate::authz::require_repository(&state, &who, key.as_str(), Action::Read).await?;
     existing_repo(&state, &key).await?;
     let base = base_url(&headers);
     let rp = if path.is_root() {
@@ -798,7 +797,7 @@ async fn storage_put(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    require_deploy(&who, key.as_str())?;
+    crate::authz::require_repository(&state, &who, key.as_str(), Action::Write).await?;
     let raw = query
         .get("properties")
         .ok_or_else(|| ApiError::bad_request("missing ?properties="))?;
@@ -827,7 +826,7 @@ async fn storage_delete(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    require_deploy(&who, key.as_str())?;
+    crate::authz::require_repository(&state, &who, key.as_str(), Action::Write).await?;
     let raw = query
         .get("properties")
         .ok_or_else(|| ApiError::bad_request("missing ?properties="))?;
@@ -934,7 +933,7 @@ async fn put_build(
     who: Principal,
     Json(dto): Json<BuildInfoDto>,
 ) -> Result<Response, ApiError> {
-    require_deploy(&who, "artifactory-build-info")?;
+    crate::authz::require_repository(&state, &who, BUILD_INFO, Action::Write).await?;
     for (field, v) in [("name", &dto.name), ("number", &dto.number)] {
         if v.is_empty() || v.chars().any(|c| c.is_control() || c == '/') {
             return Err(ApiError::bad_request(format!(
@@ -985,10 +984,11 @@ fn build_json(b: &Build) -> Value {
 
 async fn get_build(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     Path((name, number)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    crate::authz::require_repository(&state, &who, BUILD_INFO, Action::Read).await?;
     let build = state
         .store
         .get_build(&name, &number)
@@ -1029,84 +1029,36 @@ fn row(query: &AqlQuery, item: &Item) -> Value {
     Value::Object(m)
 }
 
-/// Items recorded for a build's files: by SHA-256 where the build gave one, else by SHA-1.
-async fn build_items(state: &AppState, files: &[BuildFile]) -> Result<Vec<Item>, Error> {
-    let mut out: Vec<Item> = Vec::new();
-    for f in files {
-        let found = match (f.sha256, f.sha1) {
-            (Some(sha), _) => {
-                state
-                    .store
-                    .find_items(&aql::ItemHint {
-                        sha256: Some(sha),
-                        ..Default::default()
-                    })
-                    .await?
-            }
-            (None, Some(sha1)) => state
-                .store
-                .find_items(&aql::ItemHint {
-                    name: Some(f.name.clone()),
-                    ..Default::default()
-                })
-                .await?
-                .into_iter()
-                .filter(|i| i.checksums.is_some_and(|c| c.sha1 == sha1))
-                .collect(),
-            _ => vec![],
-        };
-        for i in found {
-            if !out.iter().any(|o| o.repo == i.repo && o.path == i.path) {
-                out.push(i);
-            }
-        }
-    }
-    Ok(out)
-}
-
 async fn search_aql(
     State(state): State<AppState>,
-    _who: Principal,
+    who: Principal,
     body: String,
 ) -> Result<Response, ApiError> {
     let query = AqlQuery::parse(&body)?;
+    // Results only from repositories the caller may read.
+    let readable = crate::authz::readable_repositories(&state, &who).await?;
     let results: Vec<Value> = match query.domain {
-        Domain::Items => aql::run_items(state.store.as_ref(), &query)
-            .await?
-            .iter()
-            .map(|i| row(&query, i))
-            .collect(),
-        Domain::Builds => {
-            let get = |k: &str| {
-                query
-                    .build_criteria
-                    .iter()
-                    .find(|(key, _)| key == k)
-                    .map(|(_, v)| v.clone())
-            };
-            let (Some(name), Some(number)) = (get("name"), get("number")) else {
-                return Err(ApiError::bad_request(
-                    "builds.find needs both \"name\" and \"number\"",
-                ));
-            };
-            let Some(build) = state.store.get_build(&name, &number).await? else {
-                return Ok(aql_response(vec![], &query));
-            };
-            let files: Vec<BuildFile> = build
-                .modules
-                .iter()
-                .flat_map(|m| m.artifacts.iter().chain(&m.dependencies).cloned())
-                .collect();
-            let items_query = AqlQuery::parse("items.find()")?;
-            let items: Vec<Value> = build_items(&state, &files)
+        Domain::Items => {
+            aql::run_items_filtered(state.store.as_ref(), &query, |i| readable(i.repo.as_str()))
                 .await?
                 .iter()
-                .map(|i| row(&items_query, i))
-                .collect();
-            vec![
-                json!({"build.name": build.name, "build.number": build.number, "build.started": build.started, "items": items}),
-            ]
+                .map(|i| row(&query, i))
+                .collect()
         }
+        Domain::Builds => match aql::run_build(state.store.as_ref(), &query).await? {
+            None => vec![],
+            Some((build, items)) => {
+                let items_query = AqlQuery::parse("items.find()")?;
+                let items: Vec<Value> = items
+                    .iter()
+                    .filter(|i| readable(i.repo.as_str()))
+                    .map(|i| row(&items_query, i))
+                    .collect();
+                vec![
+                    json!({"build.name": build.name, "build.number": build.number, "build.started": build.started, "items": items}),
+                ]
+            }
+        },
     };
     Ok(aql_response(results, &query))
 }

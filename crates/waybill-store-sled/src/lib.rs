@@ -305,6 +305,32 @@ impl SystemRepo for SledStore {
         self.write("put_setting", move |w| w.put(k, &value)).await
     }
 
+    async fn list_settings(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let scan_prefix = [b"m\0".as_slice(), prefix.as_bytes()].concat();
+        self.blocking("list_settings", move |inner| {
+            scan(&inner.db, "list_settings", &scan_prefix)?
+                .into_iter()
+                .map(|(k, v)| {
+                    Ok((
+                        utf8("list_settings", k[2..].to_vec())?,
+                        decode("list_settings", &v)?,
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_setting(&self, k: &str) -> Result<bool, StoreError> {
+        let k = key(b'm', &[k.as_bytes()]);
+        self.write("delete_setting", move |w| {
+            let existed = w.get_raw(&k)?.is_some();
+            w.remove(k);
+            Ok(existed)
+        })
+        .await
+    }
+
     async fn setting_or_insert(&self, k: &str, value: &str) -> Result<String, StoreError> {
         let (k, value) = (key(b'm', &[k.as_bytes()]), value.to_string());
         self.write("setting_or_insert", move |w| {

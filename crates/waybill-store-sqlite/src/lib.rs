@@ -303,6 +303,39 @@ impl SystemRepo for SqliteStore {
         .await
     }
 
+    async fn list_settings(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
+        // A range on the primary key instead of LIKE: no escaping, and it uses the index.
+        let (lo, hi) = (prefix.to_string(), format!("{prefix}\u{10FFFF}"));
+        self.tx("list_settings", move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT key, value FROM settings WHERE key >= ?1 AND key < ?2 ORDER BY key",
+                )
+                .map_err(|e| map_err("list_settings", e))?;
+            let rows = stmt
+                .query_map([&lo, &hi], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(|e| map_err("list_settings", e))?;
+            rows.map(|r| r.map_err(|e| map_err("list_settings", e)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_setting(&self, key: &str) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.tx("delete_setting", move |tx| {
+            Ok(execute(
+                tx,
+                "delete_setting",
+                "DELETE FROM settings WHERE key = ?1",
+                [key],
+            )? > 0)
+        })
+        .await
+    }
+
     async fn setting_or_insert(&self, key: &str, value: &str) -> Result<String, StoreError> {
         let (key, value) = (key.to_string(), value.to_string());
         self.tx("setting_or_insert", move |tx| {

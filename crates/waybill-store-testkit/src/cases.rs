@@ -1060,3 +1060,28 @@ pub async fn commit_files_is_all_or_nothing(open: &Opener) {
         ]
     );
 }
+
+/// Settings list by prefix in key order, and delete.
+pub async fn settings_list_by_prefix_and_delete(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    for (k, v) in [
+        ("perm.b", "2"),
+        ("perm.a", "1"),
+        ("permx", "no"),
+        ("per", "no"),
+        ("perm.ü", "3"),
+    ] {
+        s.put_setting(k, v).await.unwrap();
+    }
+    let listed = s.list_settings("perm.").await.unwrap();
+    let expected: Vec<(String, String)> = [("perm.a", "1"), ("perm.b", "2"), ("perm.ü", "3")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    assert_eq!(listed, expected);
+    assert!(s.delete_setting("perm.a").await.unwrap());
+    assert!(!s.delete_setting("perm.a").await.unwrap());
+    assert_eq!(s.list_settings("perm.").await.unwrap().len(), 2);
+    assert!(s.list_settings("zzz").await.unwrap().is_empty());
+}

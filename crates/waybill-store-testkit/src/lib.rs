@@ -51,6 +51,7 @@ macro_rules! store_suite {
             ping_answers,
             settings_round_trip,
             setting_or_insert_first_wins,
+            settings_list_by_prefix_and_delete,
             create_then_get_round_trips,
             get_unknown_version_is_none,
             create_existing_version_conflicts,

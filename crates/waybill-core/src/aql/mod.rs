@@ -888,10 +888,20 @@ fn build_members(members: &[(String, Pos, Value)]) -> Result<Vec<(String, String
 
 /// Runs an `items` query against a store.
 pub async fn run_items(store: &dyn ItemRepo, query: &Query) -> Result<Vec<Item>, Error> {
+    run_items_filtered(store, query, |_| true).await
+}
+
+/// Runs an `items` query, keeping only items `keep` admits (such as those the
+/// caller may read) before sorting and paging, so pages stay full.
+pub async fn run_items_filtered(
+    store: &dyn ItemRepo,
+    query: &Query,
+    keep: impl Fn(&Item) -> bool + Send,
+) -> Result<Vec<Item>, Error> {
     let candidates = store.find_items(&query.criteria.hint()).await?;
     let matching: Vec<Item> = candidates
         .into_iter()
-        .filter(|i| query.criteria.matches(i))
+        .filter(|i| query.criteria.matches(i) && keep(i))
         .collect();
     Ok(query.order_and_page(matching))
 }
