@@ -3,12 +3,14 @@
 //!
 //! - `support`: starting and stopping servers.
 //! - `serve`: start-up, bootstrap, ping/info, auth, settings, shutdown.
+//! - `authz_matrix`: every endpoint against every kind of caller.
 //! - `bundles`: release bundles v1 and signing keys.
 //! - `distribution`: a hub and edges as separate processes.
 //! - `security`: users, tokens, throttling.
 //! - `source`: the Artifactory-compatible source repository.
 //! - `layering`: the dependency-direction invariant.
 
+mod authz_matrix;
 mod bundles;
 mod distribution;
 mod layering;

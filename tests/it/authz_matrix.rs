@@ -1,0 +1,553 @@
+//! The authorization matrix: every endpoint the hub serves, with the
+//! outcome each kind of caller must get.
+//!
+//! Endpoints are discovered, not listed by hand: route paths are read from
+//! the router's source, and each path's methods are found by probing as a
+//! user without permissions (405 means "no such method"). A discovered
+//! endpoint without a row, or a row without an endpoint, fails the test.
+//!
+//! Callers: anonymous, a plain user without permissions, and an admin.
+//! What "the matching permission" grants is covered row by row in
+//! `distribution::permissions_decide_bundles_repositories_and_destinations`.
+
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::support::{ADMIN_PW, Hub};
+
+/// Who may call an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need {
+    /// Anyone, without credentials.
+    Anonymous,
+    /// Any authenticated user (lists are filtered to what they may read).
+    Authenticated,
+    /// An administrator.
+    Admin,
+    /// A user holding the matching permission (bundle, repository or destination).
+    Permission,
+}
+
+/// (method, route template, what it needs, body to send).
+fn rows() -> Vec<(Method, &'static str, Need, Option<serde_json::Value>)> {
+    use Need::*;
+    let bundle = json!({"name": "app", "version": "1", "dry_run": true, "sign_immediately": false, "spec": {"queries": [{"aql": "items.find()"}]}});
+    let rules = json!({"dry_run": true, "distribution_rules": [{}]});
+    let jpd = json!({"name": "e", "url": "http://127.0.0.1:1", "token": "t", "location": {"city_name": "c", "country_code": "DE"}});
+    vec![
+        (
+            Method::GET,
+            "/distribution/api/v1/system/ping",
+            Anonymous,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/system/info",
+            Anonymous,
+            None,
+        ),
+        (Method::GET, "/artifactory/api/system/ping", Anonymous, None),
+        (
+            Method::GET,
+            "/distribution/api/v1/system/settings",
+            Admin,
+            None,
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/system/settings",
+            Admin,
+            Some(json!({"call_home_enabled": false})),
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/keys/{proto}",
+            Authenticated,
+            None,
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/keys/{proto}",
+            Admin,
+            Some(json!({"key": {}})),
+        ),
+        (
+            Method::PUT,
+            "/distribution/api/v1/keys/{proto}",
+            Admin,
+            Some(json!({})),
+        ),
+        (
+            Method::PUT,
+            "/distribution//api/v1/keys/pgp",
+            Admin,
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/keys/{proto}/propagate",
+            Admin,
+            None,
+        ),
+        (Method::GET, "/distribution/api/v1/scan_policy", Admin, None),
+        (
+            Method::PUT,
+            "/distribution/api/v1/scan_policy",
+            Admin,
+            Some(json!({})),
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/release_bundle",
+            Authenticated,
+            None,
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/release_bundle",
+            Permission,
+            Some(bundle.clone()),
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/release_bundle/{name}",
+            Permission,
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/distribution/api/v1/release_bundle/{name}",
+            Permission,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/release_bundle/{name}/{version}",
+            Permission,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/distribution/api/v1/release_bundle/{name}/{version}",
+            Permission,
+            Some(bundle),
+        ),
+        (
+            Method::DELETE,
+            "/distribution/api/v1/release_bundle/{name}/{version}",
+            Permission,
+            None,
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/release_bundle/{name}/{version}/sign",
+            Permission,
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/release_bundle/{name}/{version}/trigger_xray_scan",
+            Permission,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/release_bundle/distribution",
+            Authenticated,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/release_bundle/{name}/distribution",
+            Permission,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/release_bundle/{name}/{version}/distribution",
+            Permission,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/release_bundle/{name}/{version}/distribution/{id}",
+            Permission,
+            None,
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/distribution/{name}/{version}",
+            Permission,
+            Some(rules.clone()),
+        ),
+        (
+            Method::PUT,
+            "/distribution/api/v1/distribution/{name}/{version}/abort",
+            Permission,
+            None,
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/distribution/{name}/{version}/delete",
+            Permission,
+            Some(rules),
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/security/token",
+            Admin,
+            None,
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/security/token",
+            Authenticated,
+            None,
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/security/token/revoke",
+            Admin,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/security/users",
+            Admin,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/security/users/{name}",
+            Admin,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/distribution/api/v1/security/users/{name}",
+            Admin,
+            Some(json!({})),
+        ),
+        (
+            Method::DELETE,
+            "/distribution/api/v1/security/users/{name}",
+            Admin,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/security/groups",
+            Admin,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/security/groups/{name}",
+            Admin,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/distribution/api/v1/security/groups/{name}",
+            Admin,
+            Some(json!({})),
+        ),
+        (
+            Method::DELETE,
+            "/distribution/api/v1/security/groups/{name}",
+            Admin,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/security/permissions",
+            Admin,
+            None,
+        ),
+        (
+            Method::GET,
+            "/distribution/api/v1/security/permissions/{name}",
+            Admin,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/distribution/api/v1/security/permissions/{name}",
+            Admin,
+            Some(json!({"resource_type": "release_bundle"})),
+        ),
+        (
+            Method::DELETE,
+            "/distribution/api/v1/security/permissions/{name}",
+            Admin,
+            None,
+        ),
+        (Method::GET, "/mc/api/v1/jpds", Admin, None),
+        (Method::POST, "/mc/api/v1/jpds", Admin, Some(jpd.clone())),
+        (Method::GET, "/mc/api/v1/jpds/{id}", Admin, None),
+        (Method::PUT, "/mc/api/v1/jpds/{id}", Admin, Some(jpd)),
+        (Method::DELETE, "/mc/api/v1/jpds/{id}", Admin, None),
+        (
+            Method::GET,
+            "/artifactory/api/system/version",
+            Authenticated,
+            None,
+        ),
+        (
+            Method::GET,
+            "/artifactory/api/repositories",
+            Authenticated,
+            None,
+        ),
+        (
+            Method::GET,
+            "/artifactory/api/repositories/{key}",
+            Permission,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/artifactory/api/repositories/{key}",
+            Admin,
+            Some(json!({"rclass": "local"})),
+        ),
+        (
+            Method::DELETE,
+            "/artifactory/api/repositories/{key}",
+            Admin,
+            None,
+        ),
+        (
+            Method::GET,
+            "/artifactory/api/storage/{repo}",
+            Permission,
+            None,
+        ),
+        (
+            Method::GET,
+            "/artifactory/api/storage/{repo}/{*path}",
+            Permission,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/artifactory/api/storage/{repo}/{*path}",
+            Permission,
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/artifactory/api/storage/{repo}/{*path}",
+            Permission,
+            None,
+        ),
+        (
+            Method::POST,
+            "/artifactory/api/search/aql",
+            Authenticated,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/artifactory/api/build",
+            Permission,
+            Some(json!({"name": "b", "number": "1"})),
+        ),
+        (
+            Method::GET,
+            "/artifactory/api/build/{name}/{number}",
+            Permission,
+            None,
+        ),
+        (Method::GET, "/artifactory/{repo}/{*path}", Permission, None),
+        (Method::PUT, "/artifactory/{repo}/{*path}", Permission, None),
+        (
+            Method::DELETE,
+            "/artifactory/{repo}/{*path}",
+            Permission,
+            None,
+        ),
+    ]
+}
+
+fn concrete(template: &str) -> String {
+    let mut p = template
+        .replace("{proto}", "pgp")
+        .replace("{name}", "matrix")
+        .replace("{version}", "1")
+        .replace("{number}", "1")
+        .replace("{key}", "libs")
+        .replace("{repo}", "libs")
+        .replace("{*path}", "a/b.txt")
+        .replace("{sha256}", &"0".repeat(64));
+    if template.starts_with("/mc/") {
+        p = p.replace("{id}", "jfrt@01ARZ3NDEKTSV4RRFFQ69G5FAV");
+    }
+    p.replace("{id}", "1")
+}
+
+/// Route templates registered by the hub's routers, read from their source.
+fn discovered_templates() -> BTreeSet<String> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut out = BTreeSet::new();
+    for file in [
+        "crates/waybill-http/src/lib.rs",
+        "crates/waybill-http/src/source.rs",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        for piece in text.split('"').skip(1).step_by(2) {
+            if ["/distribution", "/artifactory", "/mc/"]
+                .iter()
+                .any(|p| piece.starts_with(p))
+            {
+                out.insert(piece.to_string());
+            }
+        }
+    }
+    assert!(out.len() > 30, "sanity: {out:?}");
+    out
+}
+
+#[tokio::test]
+async fn every_endpoint_has_a_row_and_each_row_holds() {
+    let hub = Hub::start("sqlite");
+    let res = hub
+        .http
+        .put(hub.server.url("/distribution/api/v1/security/users/plain"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&json!({"password": "plain-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    hub.create_repo("libs").await;
+    let send = |method: Method,
+                template: &str,
+                who: Option<(&str, &str)>,
+                body: &Option<serde_json::Value>| {
+        let mut req = hub
+            .http
+            .request(method, hub.server.url(&concrete(template)));
+        if let Some((u, p)) = who {
+            req = req.basic_auth(u, Some(p));
+        }
+        match body {
+            Some(b) => req.json(b),
+            None if template.ends_with("/token") || template.ends_with("/revoke") => {
+                req.form(&[("username", "plain"), ("token_id", "x")])
+            }
+            None => req,
+        }
+        .send()
+    };
+    let plain = Some(("plain", "plain-password"));
+    let admin = Some(("admin", ADMIN_PW));
+
+    // Discover (method, template) pairs by probing as the permission-less user.
+    let mut discovered = BTreeSet::new();
+    for template in discovered_templates() {
+        for method in [
+            Method::GET,
+            Method::PUT,
+            Method::POST,
+            Method::DELETE,
+            Method::PATCH,
+        ] {
+            let status = send(method.clone(), &template, plain, &None)
+                .await
+                .unwrap()
+                .status();
+            if status != StatusCode::METHOD_NOT_ALLOWED {
+                discovered.insert((method.to_string(), template.clone()));
+            }
+        }
+    }
+    let table: BTreeSet<(String, String)> = rows()
+        .iter()
+        .map(|(m, t, _, _)| (m.to_string(), t.to_string()))
+        .collect();
+    let missing: Vec<_> = discovered.difference(&table).collect();
+    assert!(
+        missing.is_empty(),
+        "endpoints without a row in the matrix: {missing:?}"
+    );
+    let stale: Vec<_> = table.difference(&discovered).collect();
+    assert!(
+        stale.is_empty(),
+        "rows for endpoints that do not exist: {stale:?}"
+    );
+
+    for (method, template, need, body) in rows() {
+        let anon = send(method.clone(), template, None, &body)
+            .await
+            .unwrap()
+            .status();
+        let as_plain = send(method.clone(), template, plain, &body)
+            .await
+            .unwrap()
+            .status();
+        let as_admin = send(method.clone(), template, admin, &body)
+            .await
+            .unwrap()
+            .status();
+        let row =
+            format!("{method} {template}: anonymous {anon}, plain {as_plain}, admin {as_admin}");
+        let denied = |s: StatusCode| s == StatusCode::UNAUTHORIZED || s == StatusCode::FORBIDDEN;
+        match need {
+            Need::Anonymous => assert!(!denied(anon), "{row}"),
+            Need::Authenticated => {
+                assert_eq!(anon, StatusCode::UNAUTHORIZED, "{row}");
+                assert!(!denied(as_plain), "{row}");
+            }
+            Need::Admin | Need::Permission => {
+                assert_eq!(anon, StatusCode::UNAUTHORIZED, "{row}");
+                assert_eq!(as_plain, StatusCode::FORBIDDEN, "{row}");
+            }
+        }
+        assert!(!denied(as_admin), "{row}");
+        assert!(!as_admin.is_server_error(), "{row}");
+    }
+}
+
+#[tokio::test]
+async fn every_edge_distribution_endpoint_refuses_callers_without_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let edge = crate::support::Launch::edge(&data, "e", "c", "DE", "the-token").start();
+    let text = std::fs::read_to_string(format!(
+        "{}/crates/waybill-http/src/edge.rs",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let paths: Vec<&str> = text
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|p| p.starts_with("/waybill/api/v1/edge/"))
+        .collect();
+    assert!(paths.len() >= 6, "{paths:?}");
+    for path in paths {
+        let url = edge.url(&path.replace("{sha256}", &"0".repeat(64)));
+        for method in [Method::GET, Method::PUT, Method::POST] {
+            for auth in [
+                None,
+                Some("Basic YWRtaW46YWRtaW4tcHctZm9yLXRlc3Rz"),
+                Some("Bearer wrong"),
+            ] {
+                let mut req = crate::support::client().request(method.clone(), &url);
+                if let Some(a) = auth {
+                    req = req.header("authorization", a);
+                }
+                let status = req.send().await.unwrap().status();
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} with {auth:?}"
+                );
+            }
+        }
+    }
+}
