@@ -1606,3 +1606,59 @@ async fn permissions_decide_bundles_repositories_and_destinations() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Postmortem: the hub was killed while an edge was receiving a blob. The
+/// edge's handler was cancelled after the blob became visible but before its
+/// SHA-1 and MD5 were recorded; prepare then called the blob present and
+/// commit failed for good ("checksums … are unknown"). Such a blob must be
+/// sent again.
+#[tokio::test]
+async fn regression_blob_without_recorded_checksums_is_sent_again() {
+    let hub = Hub::start("sqlite");
+    upload_key(&hub).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let edge = Launch::edge(&data, "de-fra-1", "Frankfurt", "DE", "tok").start();
+    let body = json!({"name": "de-fra-1", "url": edge.base, "token": "tok", "location": {"city_name": "Frankfurt", "country_code": "DE"}});
+    assert_eq!(
+        hub.http
+            .post(hub.server.url("/mc/api/v1/jpds"))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    hub.create_repo("libs").await;
+    let file = content(300_000, 77);
+    assert_eq!(
+        hub.deploy("libs/x.bin", file.clone()).await.0,
+        StatusCode::CREATED
+    );
+    create_signed(&hub, "app", "1.0").await;
+    // What the cancelled request left behind: the blob, and nothing else.
+    let hex = sha256_hex(&file);
+    let blob = data.join("blobs/sha256").join(&hex[..2]).join(&hex);
+    std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
+    std::fs::write(&blob, &file).unwrap();
+    let (_, started) = distribute(&hub, "app", "1.0", json!([{}]), true).await;
+    let t = wait_for(&hub, "app", "1.0", started["id"].as_u64().unwrap()).await;
+    assert_eq!(t["status"], "Completed", "{t}");
+    assert_eq!(
+        t["sites"][0]["transferred_bytes"],
+        file.len(),
+        "the blob was sent again"
+    );
+    let res = client()
+        .get(edge.url("/artifactory/prod/x.bin"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.headers()["x-checksum-sha1"],
+        waybill::digest::Ingest::of(&file).sha1.to_hex().as_str()
+    );
+}

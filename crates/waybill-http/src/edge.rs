@@ -230,7 +230,11 @@ async fn prepare(
     let mut missing: Vec<String> = Vec::new();
     for w in &wanted {
         let hex = w.sha256.to_hex();
-        if ctx.app.blobs.stat(&w.sha256).await? != Some(w.size) && !missing.contains(&hex) {
+        // A blob counts as held only with its checksums recorded: a receipt
+        // cut short between the two (the hub died mid-request) is sent again.
+        let held = ctx.app.blobs.stat(&w.sha256).await? == Some(w.size)
+            && checksums_of(&ctx, w.sha256).await?.is_some();
+        if !held && !missing.contains(&hex) {
             missing.push(hex);
         }
     }
