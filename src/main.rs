@@ -162,12 +162,17 @@ async fn bind(args: &ServeArgs) -> anyhow::Result<(tokio::net::TcpListener, Sock
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (state, kind) = open_node(&args, ServiceKind::Distribution).await?;
+    // Resume before announcing readiness, and never die of it: a store that
+    // is busy now must not take the server down.
+    match waybill_http::distribute::resume(&state).await {
+        Ok(0) => {}
+        Ok(resumed) => tracing::info!(resumed, "unfinished distributions resumed"),
+        Err(e) => {
+            tracing::error!(error = %e, "could not resume unfinished distributions; restart to retry")
+        }
+    }
     let (listener, addr) = bind(&args).await?;
     tracing::info!(%addr, store = %kind, data_dir = %args.data_dir.display(), service_id = %state.service_id, "waybill hub started");
-    let resumed = waybill_http::distribute::resume(&state).await?;
-    if resumed > 0 {
-        tracing::info!(resumed, "unfinished distributions resumed");
-    }
     axum_serve(listener, waybill_http::router(state)).await?;
     tracing::info!("waybill stopped");
     Ok(())

@@ -239,7 +239,7 @@ async fn settings_persist_and_bad_json_is_a_400_that_changes_nothing() {
 async fn ping_fails_with_the_seed_message_when_storage_does_not_answer() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let server = Launch::new(&data).start();
+    let mut server = Launch::new(&data).start();
     let http = client();
     // Hold SQLite's write lock from another connection: the server's store
     // cannot write, so it is not healthy.
@@ -251,7 +251,15 @@ async fn ping_fails_with_the_seed_message_when_storage_does_not_answer() {
         conn.execute_batch("ROLLBACK").unwrap();
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let (status, body) = json_of(http.get(server.url(PING)).send().await.unwrap()).await;
+    let res = http.get(server.url(PING)).send().await;
+    let res = res.unwrap_or_else(|e| {
+        panic!(
+            "{e}; exit status {:?}; server log:\n{}",
+            server.exit_status(),
+            server.log()
+        )
+    });
+    let (status, body) = json_of(res).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body["status_code"], 500);
     assert_eq!(

@@ -139,6 +139,13 @@ impl Server {
         child.wait().unwrap();
     }
 
+    /// The exit status, if the process has ended (for diagnosing failures).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// Everything the server logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -132,10 +132,39 @@ impl SqliteStore {
         schema_version(&conn)
     }
 
-    /// Runs `f` in one transaction on the blocking pool; an `Err` rolls back.
+    /// Runs `f` in one write transaction on the blocking pool; an `Err` rolls back.
     async fn tx<T, E>(
         &self,
         op: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.run(op, rusqlite::TransactionBehavior::Immediate, f)
+            .await
+    }
+
+    /// Runs a read-only `f`: a deferred transaction takes no write lock, so in
+    /// WAL mode it neither waits for writers nor blocks them.
+    async fn read<T, E>(
+        &self,
+        op: &'static str,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.run(op, rusqlite::TransactionBehavior::Deferred, f)
+            .await
+    }
+
+    async fn run<T, E>(
+        &self,
+        op: &'static str,
+        behavior: rusqlite::TransactionBehavior,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where
@@ -146,7 +175,7 @@ impl SqliteStore {
         let joined = tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .transaction_with_behavior(behavior)
                 .map_err(|e| map_err(op, e))?;
             let out = f(&tx)?;
             tx.commit().map_err(|e| map_err(op, e))?;
@@ -278,7 +307,7 @@ impl SystemRepo for SqliteStore {
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         let key = key.to_string();
-        self.tx("get_setting", move |tx| {
+        self.read("get_setting", move |tx| {
             tx.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
                 r.get(0)
             })
@@ -306,7 +335,7 @@ impl SystemRepo for SqliteStore {
     async fn list_settings(&self, prefix: &str) -> Result<Vec<(String, String)>, StoreError> {
         // A range on the primary key instead of LIKE: no escaping, and it uses the index.
         let (lo, hi) = (prefix.to_string(), format!("{prefix}\u{10FFFF}"));
-        self.tx("list_settings", move |tx| {
+        self.read("list_settings", move |tx| {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT key, value FROM settings WHERE key >= ?1 AND key < ?2 ORDER BY key",
@@ -384,7 +413,7 @@ impl BundleRepo for SqliteStore {
         version: &BundleVersion,
     ) -> Result<Option<ReleaseBundleVersion>, StoreError> {
         let (name, version) = (name.to_string(), version.to_string());
-        self.tx("get_version", move |tx| {
+        self.read("get_version", move |tx| {
             query_one(
                 tx,
                 "get_version",
@@ -434,7 +463,7 @@ impl BundleRepo for SqliteStore {
         page: Page,
     ) -> Result<Listed<ReleaseBundleVersion>, StoreError> {
         let name = name.map(|n| n.to_string());
-        self.tx("list_versions", move |tx| {
+        self.read("list_versions", move |tx| {
             const OP: &str = "list_versions";
             // `?1 IS NULL` makes one statement serve both "all" and "one bundle".
             let total: i64 = tx
@@ -464,7 +493,7 @@ impl BundleRepo for SqliteStore {
         name: &BundleName,
     ) -> Result<Option<ReleaseBundleVersion>, StoreError> {
         let name = name.to_string();
-        self.tx("latest_version", move |tx| {
+        self.read("latest_version", move |tx| {
             query_one(
                 tx,
                 "latest_version",
@@ -528,7 +557,7 @@ impl SiteRepo for SqliteStore {
 
     async fn get_site(&self, id: &ServiceId) -> Result<Option<EdgeSite>, StoreError> {
         let id = id.to_string();
-        self.tx("get_site", move |tx| {
+        self.read("get_site", move |tx| {
             query_one(
                 tx,
                 "get_site",
@@ -540,7 +569,7 @@ impl SiteRepo for SqliteStore {
     }
 
     async fn list_sites(&self) -> Result<Vec<EdgeSite>, StoreError> {
-        self.tx("list_sites", |tx| {
+        self.read("list_sites", |tx| {
             query_all(tx, "list_sites", "SELECT body FROM sites ORDER BY name", [])
         })
         .await
@@ -596,7 +625,7 @@ impl KeyRepo for SqliteStore {
 
     async fn get_key(&self, id: &str) -> Result<Option<SigningKey>, StoreError> {
         let id = id.to_string();
-        self.tx("get_key", move |tx| {
+        self.read("get_key", move |tx| {
             query_one(
                 tx,
                 "get_key",
@@ -608,7 +637,7 @@ impl KeyRepo for SqliteStore {
     }
 
     async fn default_key(&self) -> Result<Option<SigningKey>, StoreError> {
-        self.tx("default_key", |tx| {
+        self.read("default_key", |tx| {
             query_one(
                 tx,
                 "default_key",
@@ -620,7 +649,7 @@ impl KeyRepo for SqliteStore {
     }
 
     async fn list_keys(&self) -> Result<Vec<SigningKey>, StoreError> {
-        self.tx("list_keys", |tx| {
+        self.read("list_keys", |tx| {
             query_all(
                 tx,
                 "list_keys",
@@ -670,7 +699,7 @@ impl TrackerRepo for SqliteStore {
     }
 
     async fn get_tracker(&self, id: TrackerId) -> Result<Option<Tracker>, StoreError> {
-        self.tx("get_tracker", move |tx| {
+        self.read("get_tracker", move |tx| {
             query_one(
                 tx,
                 "get_tracker",
@@ -712,7 +741,7 @@ impl TrackerRepo for SqliteStore {
     ) -> Result<Vec<Tracker>, StoreError> {
         let name = name.map(|n| n.to_string());
         let version = version.map(|v| v.to_string());
-        self.tx("list_trackers", move |tx| {
+        self.read("list_trackers", move |tx| {
             query_all(
                 tx,
                 "list_trackers",
@@ -784,7 +813,7 @@ impl UserRepo for SqliteStore {
 
     async fn get_user(&self, name: &str) -> Result<Option<User>, StoreError> {
         let name = name.to_string();
-        self.tx("get_user", move |tx| {
+        self.read("get_user", move |tx| {
             query_one(
                 tx,
                 "get_user",
@@ -796,7 +825,7 @@ impl UserRepo for SqliteStore {
     }
 
     async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        self.tx("list_users", |tx| {
+        self.read("list_users", |tx| {
             query_all(tx, "list_users", "SELECT body FROM users ORDER BY name", [])
         })
         .await
@@ -832,7 +861,7 @@ impl UserRepo for SqliteStore {
 
     async fn get_token(&self, token_id: &str) -> Result<Option<TokenRecord>, StoreError> {
         let id = token_id.to_string();
-        self.tx("get_token", move |tx| {
+        self.read("get_token", move |tx| {
             query_one(
                 tx,
                 "get_token",
@@ -844,7 +873,7 @@ impl UserRepo for SqliteStore {
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        self.tx("list_tokens", |tx| {
+        self.read("list_tokens", |tx| {
             query_all(
                 tx,
                 "list_tokens",
@@ -995,7 +1024,7 @@ impl ItemRepo for SqliteStore {
 
     async fn get_repository(&self, key: &RepoKey) -> Result<Option<Repository>, StoreError> {
         let key = key.to_string();
-        self.tx("get_repository", move |tx| {
+        self.read("get_repository", move |tx| {
             query_one(
                 tx,
                 "get_repository",
@@ -1007,7 +1036,7 @@ impl ItemRepo for SqliteStore {
     }
 
     async fn list_repositories(&self) -> Result<Vec<Repository>, StoreError> {
-        self.tx("list_repositories", |tx| {
+        self.read("list_repositories", |tx| {
             query_all(
                 tx,
                 "list_repositories",
@@ -1057,7 +1086,7 @@ impl ItemRepo for SqliteStore {
 
     async fn get_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Option<Item>, StoreError> {
         let (repo, path) = (repo.to_string(), path.to_string());
-        self.tx("get_item", move |tx| {
+        self.read("get_item", move |tx| {
             load_item(tx, "get_item", &repo, &path)
         })
         .await
@@ -1074,7 +1103,7 @@ impl ItemRepo for SqliteStore {
         } else {
             folder.to_string()
         };
-        self.tx("list_children", move |tx| {
+        self.read("list_children", move |tx| {
             query_all(
                 tx,
                 "list_children",
@@ -1135,7 +1164,7 @@ impl ItemRepo for SqliteStore {
 
     async fn find_items(&self, hint: &ItemHint) -> Result<Vec<Item>, StoreError> {
         let hint = hint.clone();
-        self.tx("find_items", move |tx| {
+        self.read("find_items", move |tx| {
             const OP: &str = "find_items";
             // Every hint constraint narrows through an index; NULL means "no constraint".
             query_all(
@@ -1163,7 +1192,7 @@ impl ItemRepo for SqliteStore {
 
     async fn count_content_refs(&self, sha256: &Sha256) -> Result<u64, StoreError> {
         let hex = sha256.to_hex();
-        self.tx("count_content_refs", move |tx| {
+        self.read("count_content_refs", move |tx| {
             tx.query_row("SELECT count(*) FROM items WHERE sha256 = ?1", [hex], |r| {
                 r.get::<_, i64>(0)
             })
@@ -1190,7 +1219,7 @@ impl ItemRepo for SqliteStore {
 
     async fn get_build(&self, name: &str, number: &str) -> Result<Option<Build>, StoreError> {
         let (name, number) = (name.to_string(), number.to_string());
-        self.tx("get_build", move |tx| {
+        self.read("get_build", move |tx| {
             query_one(
                 tx,
                 "get_build",
