@@ -6,8 +6,9 @@
 //! user without permissions (405 means "no such method"). A discovered
 //! endpoint without a row, or a row without an endpoint, fails the test.
 //!
-//! Callers: anonymous, a plain user without permissions, and an admin.
-//! What "the matching permission" grants is covered row by row in
+//! Callers: anonymous, a plain user without permissions, a user holding
+//! every permission on the resources the rows name, and an admin. How
+//! patterns, groups and destination filtering decide is covered in
 //! `distribution::permissions_decide_bundles_repositories_and_destinations`.
 
 use std::collections::BTreeSet;
@@ -33,7 +34,7 @@ enum Need {
 /// (method, route template, what it needs, body to send).
 fn rows() -> Vec<(Method, &'static str, Need, Option<serde_json::Value>)> {
     use Need::*;
-    let bundle = json!({"name": "app", "version": "1", "dry_run": true, "sign_immediately": false, "spec": {"queries": [{"aql": "items.find()"}]}});
+    let bundle = json!({"name": "matrix", "version": "1", "dry_run": true, "sign_immediately": false, "spec": {"queries": [{"aql": "items.find()"}]}});
     let rules = json!({"dry_run": true, "distribution_rules": [{}]});
     let jpd = json!({"name": "e", "url": "http://127.0.0.1:1", "token": "t", "location": {"city_name": "c", "country_code": "DE"}});
     vec![
@@ -424,6 +425,39 @@ async fn every_endpoint_has_a_row_and_each_row_holds() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::CREATED);
     hub.create_repo("libs").await;
+    // `permitted` holds every action on the resources the rows touch.
+    let res = hub
+        .http
+        .put(
+            hub.server
+                .url("/distribution/api/v1/security/users/permitted"),
+        )
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&json!({"password": "permitted-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let grants = [
+        json!({"name": "m-bundle", "resource_type": "release_bundle", "release_bundles": {"include_patterns": ["matrix"]}, "principals": {"users": {"permitted": ["r", "w", "d", "x"]}}}),
+        json!({"name": "m-repo", "resource_type": "repository", "repositories": {"include_patterns": ["libs", "artifactory-build-info"]}, "principals": {"users": {"permitted": ["r", "w", "d"]}}}),
+        json!({"name": "m-dest", "resource_type": "destination", "distribution_destinations": [{}], "principals": {"users": {"permitted": ["x", "d"]}}}),
+    ];
+    for g in grants {
+        let url = hub.server.url(&format!(
+            "/distribution/api/v1/security/permissions/{}",
+            g["name"].as_str().unwrap()
+        ));
+        let res = hub
+            .http
+            .put(url)
+            .basic_auth("admin", Some(ADMIN_PW))
+            .json(&g)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
     let send = |method: Method,
                 template: &str,
                 who: Option<(&str, &str)>,
@@ -436,14 +470,16 @@ async fn every_endpoint_has_a_row_and_each_row_holds() {
         }
         match body {
             Some(b) => req.json(b),
-            None if template.ends_with("/token") || template.ends_with("/revoke") => {
-                req.form(&[("username", "plain"), ("token_id", "x")])
-            }
+            None if template.ends_with("/token") || template.ends_with("/revoke") => req.form(&[
+                ("username", who.map(|w| w.0).unwrap_or("plain")),
+                ("token_id", "x"),
+            ]),
             None => req,
         }
         .send()
     };
     let plain = Some(("plain", "plain-password"));
+    let permitted = Some(("permitted", "permitted-password"));
     let admin = Some(("admin", ADMIN_PW));
 
     // Discover (method, template) pairs by probing as the permission-less user.
@@ -489,12 +525,17 @@ async fn every_endpoint_has_a_row_and_each_row_holds() {
             .await
             .unwrap()
             .status();
+        let as_permitted = send(method.clone(), template, permitted, &body)
+            .await
+            .unwrap()
+            .status();
         let as_admin = send(method.clone(), template, admin, &body)
             .await
             .unwrap()
             .status();
-        let row =
-            format!("{method} {template}: anonymous {anon}, plain {as_plain}, admin {as_admin}");
+        let row = format!(
+            "{method} {template}: anonymous {anon}, plain {as_plain}, permitted {as_permitted}, admin {as_admin}"
+        );
         let denied = |s: StatusCode| s == StatusCode::UNAUTHORIZED || s == StatusCode::FORBIDDEN;
         match need {
             Need::Anonymous => assert!(!denied(anon), "{row}"),
@@ -502,10 +543,23 @@ async fn every_endpoint_has_a_row_and_each_row_holds() {
                 assert_eq!(anon, StatusCode::UNAUTHORIZED, "{row}");
                 assert!(!denied(as_plain), "{row}");
             }
-            Need::Admin | Need::Permission => {
+            Need::Admin => {
                 assert_eq!(anon, StatusCode::UNAUTHORIZED, "{row}");
                 assert_eq!(as_plain, StatusCode::FORBIDDEN, "{row}");
+                assert_eq!(
+                    as_permitted,
+                    StatusCode::FORBIDDEN,
+                    "{row}: permissions never make an admin"
+                );
             }
+            Need::Permission => {
+                assert_eq!(anon, StatusCode::UNAUTHORIZED, "{row}");
+                assert_eq!(as_plain, StatusCode::FORBIDDEN, "{row}");
+                assert!(!denied(as_permitted), "{row}");
+            }
+        }
+        if need == Need::Authenticated {
+            assert!(!denied(as_permitted), "{row}");
         }
         assert!(!denied(as_admin), "{row}");
         assert!(!as_admin.is_server_error(), "{row}");
