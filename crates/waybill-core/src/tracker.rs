@@ -203,6 +203,46 @@ impl SiteProgress {
 }
 
 impl Tracker {
+    /// A new tracker of `kind` for `version` over `sites`, every site in queue
+    /// with the version's totals. The store assigns the id.
+    pub fn new(
+        kind: TrackerKind,
+        version: &crate::bundle::ReleaseBundleVersion,
+        rules: Vec<DistributionRule>,
+        sites: &[crate::site::EdgeSite],
+        created_by: &str,
+        created: Millis,
+    ) -> Tracker {
+        Tracker {
+            id: 0,
+            kind,
+            name: version.name.clone(),
+            version: version.version.clone(),
+            rules,
+            created_by: created_by.into(),
+            created,
+            finished: None,
+            sites: sites
+                .iter()
+                .map(|s| SiteProgress {
+                    service_id: s.service_id.clone(),
+                    name: s.name.clone(),
+                    status: SiteStatus::InQueue,
+                    general_error: String::new(),
+                    total_files: version.artifacts.len() as u64,
+                    total_bytes: version.total_size(),
+                    distributed_files: 0,
+                    distributed_bytes: 0,
+                    file_errors: vec![],
+                    files_in_progress: vec![],
+                    transferred_bytes: 0,
+                })
+                .collect(),
+            auto_create: false,
+            delete_on_success: false,
+        }
+    }
+
     /// The tracker's status, derived from its sites: in queue until work
     /// starts, in progress while any site is unfinished, then Failed if any
     /// site failed, else Completed.

@@ -51,10 +51,11 @@ pub(crate) async fn require_bundle(
     )))
 }
 
-/// Which of `names` the caller may read (all, for administrators).
-pub(crate) async fn readable_bundles(
+/// A predicate for "the caller may read this name", loading permissions once.
+async fn readable(
     state: &AppState,
     who: &Principal,
+    may: fn(&[Permission], &permissions::Caller<'_>, &str, Action) -> bool,
 ) -> Result<impl Fn(&str) -> bool + use<>, ApiError> {
     let perms = if who.admin {
         Vec::new()
@@ -62,14 +63,22 @@ pub(crate) async fn readable_bundles(
         load(state).await?
     };
     let (name, groups, admin) = (who.name.clone(), who.groups.clone(), who.admin);
-    Ok(move |bundle: &str| {
+    Ok(move |target: &str| {
         let caller = permissions::Caller {
             name: &name,
             groups: &groups,
             admin,
         };
-        permissions::may_bundle(&perms, &caller, bundle, Action::Read)
+        may(&perms, &caller, target, Action::Read)
     })
+}
+
+/// Which release bundles the caller may read (all, for administrators).
+pub(crate) async fn readable_bundles(
+    state: &AppState,
+    who: &Principal,
+) -> Result<impl Fn(&str) -> bool + use<>, ApiError> {
+    readable(state, who, permissions::may_bundle).await
 }
 
 /// 403 unless the caller may `action` on repository `key`.
@@ -93,20 +102,7 @@ pub(crate) async fn readable_repositories(
     state: &AppState,
     who: &Principal,
 ) -> Result<impl Fn(&str) -> bool + use<>, ApiError> {
-    let perms = if who.admin {
-        Vec::new()
-    } else {
-        load(state).await?
-    };
-    let (name, groups, admin) = (who.name.clone(), who.groups.clone(), who.admin);
-    Ok(move |key: &str| {
-        let caller = permissions::Caller {
-            name: &name,
-            groups: &groups,
-            admin,
-        };
-        permissions::may_repository(&perms, &caller, key, Action::Read)
-    })
+    readable(state, who, permissions::may_repository).await
 }
 
 /// Narrows `selected` sites to those the caller's destination permissions

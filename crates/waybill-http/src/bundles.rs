@@ -355,6 +355,21 @@ pub(crate) async fn unreference(
 
 // ---- handlers ----------------------------------------------------------
 
+/// The version, or a 404 naming it.
+pub(crate) async fn existing_version(
+    state: &AppState,
+    name: &BundleName,
+    version: &BundleVersion,
+) -> Result<ReleaseBundleVersion, ApiError> {
+    state
+        .store
+        .get_version(name, version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
+        })
+}
+
 fn parse_name(raw: &str) -> Result<BundleName, ApiError> {
     Ok(BundleName::parse(raw)?)
 }
@@ -450,13 +465,7 @@ pub(crate) async fn update(
             "name and version come from the URL and cannot be changed",
         ));
     }
-    let current = state
-        .store
-        .get_version(&name, &version)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
-        })?;
+    let current = crate::bundles::existing_version(&state, &name, &version).await?;
     current.state.apply(VersionEvent::Update)?;
     let spec = spec_from(body.spec)?;
     let mut next = current.clone();
@@ -527,13 +536,7 @@ pub(crate) async fn sign(
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
     let storing = storing_key(body.storing_repository)?;
-    let current = state
-        .store
-        .get_version(&name, &version)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
-        })?;
+    let current = crate::bundles::existing_version(&state, &name, &version).await?;
     current.state.apply(VersionEvent::Sign)?;
     let mut to_sign = current.clone();
     if let Some(key) = &storing {
@@ -737,13 +740,7 @@ pub(crate) async fn delete_version(
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
     crate::authz::require_bundle(&state, &who, name.as_str(), Action::Delete).await?;
-    let v = state
-        .store
-        .get_version(&name, &version)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
-        })?;
+    let v = crate::bundles::existing_version(&state, &name, &version).await?;
     state.store.delete_version(&name, &version).await?;
     unreference(&state, &v).await?;
     tracing::info!(bundle = %v.label(), "release bundle version deleted");

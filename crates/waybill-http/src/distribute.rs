@@ -142,13 +142,7 @@ pub(crate) async fn distribute(
             "distribution_rules must hold at least one rule; {} selects every site",
         ));
     }
-    let v = state
-        .store
-        .get_version(&name, &version)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
-        })?;
+    let v = crate::bundles::existing_version(&state, &name, &version).await?;
     v.state.apply(VersionEvent::Distribute)?;
     if let Some(reason) = v.blocked() {
         return Err(ApiError::bad_request(format!(
@@ -176,34 +170,15 @@ pub(crate) async fn distribute(
     }
     // The hub must hold every blob it is about to send; references keep them.
     crate::bundles::reference_artifacts(&state, &v, &who.name).await?;
-    let tracker = Tracker {
-        id: 0,
-        kind: TrackerKind::Distribute,
-        name,
-        version,
+    let mut tracker = Tracker::new(
+        TrackerKind::Distribute,
+        &v,
         rules,
-        created_by: who.name.clone(),
-        created: now_millis(),
-        finished: None,
-        sites: selected
-            .iter()
-            .map(|s| SiteProgress {
-                service_id: s.service_id.clone(),
-                name: s.name.clone(),
-                status: SiteStatus::InQueue,
-                general_error: String::new(),
-                total_files: v.artifacts.len() as u64,
-                total_bytes: v.total_size(),
-                distributed_files: 0,
-                distributed_bytes: 0,
-                file_errors: vec![],
-                files_in_progress: vec![],
-                transferred_bytes: 0,
-            })
-            .collect(),
-        auto_create: body.auto_create_missing_repositories,
-        delete_on_success: false,
-    };
+        &selected,
+        &who.name,
+        now_millis(),
+    );
+    tracker.auto_create = body.auto_create_missing_repositories;
     let tracker = state.store.create_tracker(tracker).await?;
     tracing::info!(bundle = %v.label(), tracker = tracker.id, sites = selected.len(), "distribution scheduled");
     spawn(state.clone(), tracker.id);
@@ -815,13 +790,7 @@ pub(crate) async fn delete_from_edges(
             "distribution_rules must hold at least one rule; {} selects every site",
         ));
     }
-    let v = state
-        .store
-        .get_version(&name, &version)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!("release bundle {name}/{version} does not exist"))
-        })?;
+    let v = crate::bundles::existing_version(&state, &name, &version).await?;
     let rules = rules_from(body.distribution_rules);
     let sites = state.store.list_sites().await?;
     let selected: Vec<EdgeSite> = RuleSet::new(&rules)
@@ -840,37 +809,16 @@ pub(crate) async fn delete_from_edges(
     if body.dry_run {
         return Ok(axum::Json(json!({"id": 0, "sites": refs})).into_response());
     }
-    let tracker = state
-        .store
-        .create_tracker(Tracker {
-            id: 0,
-            kind: TrackerKind::DeleteVersion,
-            name,
-            version,
-            rules,
-            created_by: who.name.clone(),
-            created: now_millis(),
-            finished: None,
-            sites: selected
-                .iter()
-                .map(|s| SiteProgress {
-                    service_id: s.service_id.clone(),
-                    name: s.name.clone(),
-                    status: SiteStatus::InQueue,
-                    general_error: String::new(),
-                    total_files: v.artifacts.len() as u64,
-                    total_bytes: v.total_size(),
-                    distributed_files: 0,
-                    distributed_bytes: 0,
-                    file_errors: vec![],
-                    files_in_progress: vec![],
-                    transferred_bytes: 0,
-                })
-                .collect(),
-            auto_create: false,
-            delete_on_success,
-        })
-        .await?;
+    let mut tracker = Tracker::new(
+        TrackerKind::DeleteVersion,
+        &v,
+        rules,
+        &selected,
+        &who.name,
+        now_millis(),
+    );
+    tracker.delete_on_success = delete_on_success;
+    let tracker = state.store.create_tracker(tracker).await?;
     spawn(state.clone(), tracker.id);
     Ok((
         StatusCode::ACCEPTED,
