@@ -1,7 +1,8 @@
 //! Criterion benches of the hot paths, each beside a baseline measured in the
 //! same run (report ratios, not absolute times: these machines are noisy).
 //!
-//! - `edge_selection`: `RuleSet::select` vs escaped, anchored regexes.
+//! - `edge_selection`: `RuleSet::select` vs escaped, anchored regexes,
+//!   `wildmatch` and `globset`, over 10k and 100k sites with 1, 10 and 100 rules.
 //! - `checksum`: the core's `Sha256Hasher` and three-digest `Ingest` (the deploy
 //!   path) fed 64 KiB chunks, beside raw ring SHA-256 and raw MD5.
 
@@ -92,25 +93,169 @@ impl RegexRules {
     }
 }
 
+/// `n` rules mixing literals, prefixes, suffixes, `?` and `*`.
+fn many_rules(n: usize) -> Vec<DistributionRule> {
+    let base = rules();
+    (0..n)
+        .map(|i| {
+            let mut r = base[i % base.len()].clone();
+            if i >= base.len() {
+                // Variations so rules are distinct but realistic.
+                r.site_name = Some(format!(
+                    "{}_{:02}_Art{:04}",
+                    COUNTRIES[i % COUNTRIES.len()],
+                    i % 97,
+                    i
+                ));
+            }
+            r
+        })
+        .collect()
+}
+
+/// The same semantics with `wildmatch` (case-insensitive patterns).
+struct WildRules(
+    Vec<(
+        wildmatch::WildMatch,
+        wildmatch::WildMatch,
+        Vec<wildmatch::WildMatch>,
+    )>,
+);
+
+impl WildRules {
+    fn new(rules: &[DistributionRule]) -> WildRules {
+        let w = |p: &str| {
+            wildmatch::WildMatch::new_case_insensitive(if p.is_empty() { "*" } else { p })
+        };
+        WildRules(
+            rules
+                .iter()
+                .map(|r| {
+                    (
+                        w(r.site_name.as_deref().unwrap_or("*")),
+                        w(r.city_name.as_deref().unwrap_or("*")),
+                        r.country_codes.iter().map(|c| w(c)).collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn select<'a>(&self, sites: &'a [EdgeSite]) -> Vec<&'a EdgeSite> {
+        sites
+            .iter()
+            .filter(|s| {
+                self.0.iter().any(|(n, c, ccs)| {
+                    n.matches(&s.name)
+                        && c.matches(&s.city_name)
+                        && (ccs.is_empty() || ccs.iter().any(|p| p.matches(&s.country_code)))
+                })
+            })
+            .collect()
+    }
+}
+
+/// The same semantics with `globset` (`*`/`?` globs, case-insensitive, no separators).
+struct GlobRules(
+    Vec<(
+        globset::GlobMatcher,
+        globset::GlobMatcher,
+        Vec<globset::GlobMatcher>,
+    )>,
+);
+
+impl GlobRules {
+    fn new(rules: &[DistributionRule]) -> GlobRules {
+        let g = |p: &str| {
+            let escaped: String = p
+                .chars()
+                .map(|c| {
+                    if "[]{}\\".contains(c) {
+                        format!("[{c}]")
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
+            globset::GlobBuilder::new(if escaped.is_empty() { "*" } else { &escaped })
+                .case_insensitive(true)
+                .literal_separator(false)
+                .build()
+                .unwrap()
+                .compile_matcher()
+        };
+        GlobRules(
+            rules
+                .iter()
+                .map(|r| {
+                    (
+                        g(r.site_name.as_deref().unwrap_or("*")),
+                        g(r.city_name.as_deref().unwrap_or("*")),
+                        r.country_codes.iter().map(|c| g(c)).collect(),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn select<'a>(&self, sites: &'a [EdgeSite]) -> Vec<&'a EdgeSite> {
+        sites
+            .iter()
+            .filter(|s| {
+                self.0.iter().any(|(n, c, ccs)| {
+                    n.is_match(&s.name)
+                        && c.is_match(&s.city_name)
+                        && (ccs.is_empty() || ccs.iter().any(|p| p.is_match(&s.country_code)))
+                })
+            })
+            .collect()
+    }
+}
+
 fn edge_selection(c: &mut Criterion) {
-    let rules = rules();
     let mut group = c.benchmark_group("edge_selection");
-    for n in [1_000usize, 10_000] {
-        let sites = synthetic_sites(n);
-        let waybill = RuleSet::new(&rules);
-        let baseline = RegexRules::new(&rules);
-        assert_eq!(
-            waybill.select(&sites).len(),
-            baseline.select(&sites).len(),
-            "the bench compares equal selections"
-        );
-        group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::new("waybill", n), &sites, |b, s| {
-            b.iter(|| black_box(waybill.select(s)).len())
-        });
-        group.bench_with_input(BenchmarkId::new("regex_baseline", n), &sites, |b, s| {
-            b.iter(|| black_box(baseline.select(s)).len())
-        });
+    group.sample_size(10);
+    group.measurement_time(std::time::Duration::from_secs(2));
+    group.warm_up_time(std::time::Duration::from_millis(500));
+    for n_sites in [10_000usize, 100_000] {
+        let sites = synthetic_sites(n_sites);
+        for n_rules in [1usize, 10, 100] {
+            let rules = many_rules(n_rules);
+            let waybill = RuleSet::new(&rules);
+            let regex = RegexRules::new(&rules);
+            let wild = WildRules::new(&rules);
+            let glob = GlobRules::new(&rules);
+            let expected = waybill.select(&sites).len();
+            assert_eq!(
+                regex.select(&sites).len(),
+                expected,
+                "regex baseline disagrees"
+            );
+            assert_eq!(
+                wild.select(&sites).len(),
+                expected,
+                "wildmatch baseline disagrees"
+            );
+            assert_eq!(
+                glob.select(&sites).len(),
+                expected,
+                "globset baseline disagrees"
+            );
+            let id = format!("{n_sites}x{n_rules}");
+            group.throughput(Throughput::Elements(n_sites as u64));
+            group.bench_with_input(BenchmarkId::new("waybill", &id), &sites, |b, s| {
+                b.iter(|| black_box(waybill.select(s)).len())
+            });
+            group.bench_with_input(BenchmarkId::new("wildmatch", &id), &sites, |b, s| {
+                b.iter(|| black_box(wild.select(s)).len())
+            });
+            group.bench_with_input(BenchmarkId::new("regex", &id), &sites, |b, s| {
+                b.iter(|| black_box(regex.select(s)).len())
+            });
+            group.bench_with_input(BenchmarkId::new("globset", &id), &sites, |b, s| {
+                b.iter(|| black_box(glob.select(s)).len())
+            });
+        }
     }
     group.finish();
 }

@@ -174,29 +174,83 @@ pub struct Checksums {
 
 /// One pass over a stream computing SHA-256 (ring), SHA-1 (`sha1`, which
 /// uses SHA-NI; ring's SHA-1 does not) and MD5 (`md-5`).
+///
+/// MD5 has no hardware help and costs more than the other two together, so
+/// once a stream passes [`Ingest::PARALLEL_AFTER`] bytes it moves to a second
+/// thread, fed the same chunks through a bounded channel, while the caller's
+/// thread does SHA-256 and SHA-1. Small blobs never pay for a thread.
 pub struct Ingest {
     sha256: Sha256Hasher,
     sha1: sha1::Sha1,
-    md5: md5::Md5,
+    md5: Md5State,
+}
+
+enum Md5State {
+    Inline(md5::Md5),
+    Helper {
+        chunks: std::sync::mpsc::SyncSender<std::sync::Arc<[u8]>>,
+        done: std::thread::JoinHandle<[u8; 16]>,
+    },
 }
 
 impl Ingest {
+    /// Bytes after which MD5 moves to its own thread.
+    pub const PARALLEL_AFTER: u64 = 1 << 20;
+
     /// A fresh ingest.
     pub fn new() -> Ingest {
         use sha1::Digest as _;
         Ingest {
             sha256: Sha256Hasher::new(),
             sha1: sha1::Sha1::new(),
-            md5: md5::Md5::new(),
+            md5: Md5State::Inline(md5::Md5::new()),
         }
     }
 
     /// Feeds the next chunk to all three digests.
     pub fn update(&mut self, chunk: &[u8]) {
         use sha1::Digest as _;
+        if chunk.is_empty() {
+            return;
+        }
+        if self.sha256.len() >= Self::PARALLEL_AFTER
+            && let Md5State::Inline(_) = self.md5
+        {
+            self.go_parallel();
+        }
+        match &mut self.md5 {
+            Md5State::Inline(m) => m.update(chunk),
+            Md5State::Helper { chunks, .. } => {
+                // The copy costs far less than the MD5 it lets run beside us.
+                // A send fails only if the thread died; `finish` reports that.
+                let _ = chunks.send(std::sync::Arc::from(chunk));
+            }
+        }
         self.sha256.update(chunk);
         self.sha1.update(chunk);
-        self.md5.update(chunk);
+    }
+
+    fn go_parallel(&mut self) {
+        // A few chunks of slack keep both threads busy without unbounded memory.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<[u8]>>(8);
+        let (state_tx, state_rx) = std::sync::mpsc::channel::<md5::Md5>();
+        let spawned = std::thread::Builder::new()
+            .name("waybill-md5".into())
+            .spawn(move || {
+                use sha1::Digest as _;
+                let mut m = state_rx.recv().unwrap_or_default();
+                for chunk in rx {
+                    m.update(&chunk);
+                }
+                m.finalize().into()
+            });
+        // No thread to be had: MD5 simply stays on this one.
+        let Ok(done) = spawned else { return };
+        if let Md5State::Inline(state) =
+            std::mem::replace(&mut self.md5, Md5State::Helper { chunks: tx, done })
+        {
+            let _ = state_tx.send(state);
+        }
     }
 
     /// Bytes fed so far.
@@ -212,10 +266,17 @@ impl Ingest {
     /// The three digests of everything fed.
     pub fn finish(self) -> Checksums {
         use sha1::Digest as _;
+        let md5: [u8; 16] = match self.md5 {
+            Md5State::Inline(m) => m.finalize().into(),
+            Md5State::Helper { chunks, done } => {
+                drop(chunks);
+                done.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            }
+        };
         Checksums {
             sha256: self.sha256.finish(),
             sha1: HexDigest(self.sha1.finalize().into()),
-            md5: HexDigest(self.md5.finalize().into()),
+            md5: HexDigest(md5),
         }
     }
 
@@ -267,6 +328,30 @@ mod tests {
         );
         assert_eq!(c.sha1.to_hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(c.md5.to_hex(), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn parallel_md5_gives_the_same_digests() {
+        // Past the threshold MD5 runs on its own thread; the result must not change.
+        let data: Vec<u8> = (0..3_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        let mut chunked = Ingest::new();
+        for c in data.chunks(65_536) {
+            chunked.update(c);
+        }
+        let parallel = chunked.finish();
+        use sha1::Digest as _;
+        let md5: [u8; 16] = md5::Md5::digest(&data).into();
+        let sha1: [u8; 20] = sha1::Sha1::digest(&data).into();
+        assert_eq!(parallel.md5.as_bytes(), &md5);
+        assert_eq!(parallel.sha1.as_bytes(), &sha1);
+        assert_eq!(parallel.sha256, Sha256::of(&data));
+        assert_eq!(
+            Ingest::of(&data),
+            parallel,
+            "one big chunk agrees with many small ones"
+        );
     }
 
     #[test]
