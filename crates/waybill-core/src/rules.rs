@@ -183,20 +183,36 @@ fn eq_folded(
 /// Glob matching with one backtrack point: the last `*` seen. Linear for a
 /// single `*`, and O(text × pattern) in the worst case, never exponential.
 fn match_general(pat: &[Token], text: &str, fold: bool) -> bool {
-    let text: Vec<char> = if fold {
+    // ASCII text (site names, codes, most cities) is matched on bytes with no
+    // allocation; anything else goes through chars.
+    if text.is_ascii() {
+        let bytes = text.as_bytes();
+        return glob(pat, bytes.len(), |t, c| {
+            let b = bytes[t];
+            (if fold { b.to_ascii_lowercase() } else { b }) as u32 == c as u32
+        });
+    }
+    let chars: Vec<char> = if fold {
         text.chars().map(fold_char).collect()
     } else {
         text.chars().collect()
     };
+    glob(pat, chars.len(), |t, c| chars[t] == c)
+}
+
+/// The glob walk over a text of `len` units, comparing unit `t` with a
+/// literal through `eq`: one backtrack point, the last `*` seen.
+#[inline]
+fn glob(pat: &[Token], len: usize, eq: impl Fn(usize, char) -> bool) -> bool {
     let (mut p, mut t) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
+    while t < len {
         match pat.get(p) {
             Some(Token::One) => {
                 p += 1;
                 t += 1;
             }
-            Some(Token::Lit(c)) if *c == text[t] => {
+            Some(Token::Lit(c)) if eq(t, *c) => {
                 p += 1;
                 t += 1;
             }
@@ -206,7 +222,7 @@ fn match_general(pat: &[Token], text: &str, fold: bool) -> bool {
             }
             _ => match star {
                 Some((sp, st)) => {
-                    // Let the last `*` swallow one more character and retry.
+                    // Let the last `*` swallow one more unit and retry.
                     star = Some((sp, st + 1));
                     p = sp + 1;
                     t = st + 1;
