@@ -166,10 +166,12 @@ impl Pattern {
     /// Whether `text` matches, case-insensitively.
     pub fn matches(&self, text: &str) -> bool {
         let fold = self.fold;
-        if let Some(lit) = &self.ascii {
-            if let Some(hit) = self.match_ascii(lit, text.as_bytes()) {
-                return hit;
-            }
+        if let Some(hit) = self
+            .ascii
+            .as_deref()
+            .and_then(|lit| self.match_ascii(lit, text.as_bytes()))
+        {
+            return hit;
         }
         match &self.matcher {
             Matcher::Any => true,
