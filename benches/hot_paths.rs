@@ -6,6 +6,8 @@
 //! - `checksum`: the core's `Sha256Hasher` and three-digest `Ingest` (the deploy
 //!   path) fed 64 KiB chunks, beside raw ring SHA-256 and raw MD5.
 
+use std::borrow::Cow;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use waybill::digest::{Ingest, Sha256Hasher};
@@ -46,53 +48,6 @@ fn rules() -> Vec<DistributionRule> {
     ]
 }
 
-/// The reference semantics as regexes: fold, escape, anchor.
-struct RegexRules(Vec<(regex::Regex, regex::Regex, Vec<regex::Regex>)>);
-
-fn to_regex(pattern: &str) -> regex::Regex {
-    let mut re = String::from("^");
-    for c in fold(if pattern.is_empty() { "*" } else { pattern }).chars() {
-        match c {
-            '*' => re.push_str("(?s:.*)"),
-            '?' => re.push_str("(?s:.)"),
-            c => re.push_str(&regex::escape(&c.to_string())),
-        }
-    }
-    re.push('$');
-    regex::Regex::new(&re).unwrap()
-}
-
-impl RegexRules {
-    fn new(rules: &[DistributionRule]) -> RegexRules {
-        RegexRules(
-            rules
-                .iter()
-                .map(|r| {
-                    (
-                        to_regex(r.site_name.as_deref().unwrap_or("*")),
-                        to_regex(r.city_name.as_deref().unwrap_or("*")),
-                        r.country_codes.iter().map(|c| to_regex(c)).collect(),
-                    )
-                })
-                .collect(),
-        )
-    }
-
-    fn select<'a>(&self, sites: &'a [EdgeSite]) -> Vec<&'a EdgeSite> {
-        sites
-            .iter()
-            .filter(|s| {
-                let (name, city, cc) = (fold(&s.name), fold(&s.city_name), fold(&s.country_code));
-                self.0.iter().any(|(n, c, ccs)| {
-                    n.is_match(&name)
-                        && c.is_match(&city)
-                        && (ccs.is_empty() || ccs.iter().any(|p| p.is_match(&cc)))
-                })
-            })
-            .collect()
-    }
-}
-
 /// `n` rules mixing literals, prefixes, suffixes, `?` and `*`.
 fn many_rules(n: usize) -> Vec<DistributionRule> {
     let base = rules();
@@ -113,85 +68,90 @@ fn many_rules(n: usize) -> Vec<DistributionRule> {
         .collect()
 }
 
-/// The same semantics with `wildmatch` (case-insensitive patterns).
-struct WildRules(
-    Vec<(
-        wildmatch::WildMatch,
-        wildmatch::WildMatch,
-        Vec<wildmatch::WildMatch>,
-    )>,
-);
-
-impl WildRules {
-    fn new(rules: &[DistributionRule]) -> WildRules {
-        let w = |p: &str| {
-            wildmatch::WildMatch::new_case_insensitive(if p.is_empty() { "*" } else { p })
-        };
-        WildRules(
-            rules
-                .iter()
-                .map(|r| {
-                    (
-                        w(r.site_name.as_deref().unwrap_or("*")),
-                        w(r.city_name.as_deref().unwrap_or("*")),
-                        r.country_codes.iter().map(|c| w(c)).collect(),
-                    )
-                })
-                .collect(),
-        )
-    }
-
-    fn select<'a>(&self, sites: &'a [EdgeSite]) -> Vec<&'a EdgeSite> {
-        sites
-            .iter()
-            .filter(|s| {
-                self.0.iter().any(|(n, c, ccs)| {
-                    n.matches(&s.name)
-                        && c.matches(&s.city_name)
-                        && (ccs.is_empty() || ccs.iter().any(|p| p.matches(&s.country_code)))
-                })
-            })
-            .collect()
+/// A baseline matcher from another crate, with the same semantics as the
+/// core's (case-insensitive, `*` and `?`, empty means `*`).
+trait Baseline: Sized {
+    fn compile(pattern: &str) -> Self;
+    fn is_match(&self, text: &str) -> bool;
+    /// The text a site field is matched as; only regex needs it folded.
+    fn prepare(text: &str) -> Cow<'_, str> {
+        Cow::Borrowed(text)
     }
 }
 
-/// The same semantics with `globset` (`*`/`?` globs, case-insensitive, no separators).
-struct GlobRules(
-    Vec<(
-        globset::GlobMatcher,
-        globset::GlobMatcher,
-        Vec<globset::GlobMatcher>,
-    )>,
-);
+/// The reference semantics as regexes: fold, escape, anchor.
+impl Baseline for regex::Regex {
+    fn compile(pattern: &str) -> Self {
+        let mut re = String::from("^");
+        for c in fold(if pattern.is_empty() { "*" } else { pattern }).chars() {
+            match c {
+                '*' => re.push_str("(?s:.*)"),
+                '?' => re.push_str("(?s:.)"),
+                c => re.push_str(&regex::escape(&c.to_string())),
+            }
+        }
+        re.push('$');
+        regex::Regex::new(&re).unwrap()
+    }
 
-impl GlobRules {
-    fn new(rules: &[DistributionRule]) -> GlobRules {
-        let g = |p: &str| {
-            let escaped: String = p
-                .chars()
-                .map(|c| {
-                    if "[]{}\\".contains(c) {
-                        format!("[{c}]")
-                    } else {
-                        c.to_string()
-                    }
-                })
-                .collect();
-            globset::GlobBuilder::new(if escaped.is_empty() { "*" } else { &escaped })
-                .case_insensitive(true)
-                .literal_separator(false)
-                .build()
-                .unwrap()
-                .compile_matcher()
-        };
-        GlobRules(
+    fn is_match(&self, text: &str) -> bool {
+        regex::Regex::is_match(self, text)
+    }
+
+    fn prepare(text: &str) -> Cow<'_, str> {
+        Cow::Owned(fold(text))
+    }
+}
+
+impl Baseline for wildmatch::WildMatch {
+    fn compile(pattern: &str) -> Self {
+        wildmatch::WildMatch::new_case_insensitive(if pattern.is_empty() { "*" } else { pattern })
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        self.matches(text)
+    }
+}
+
+/// `*`/`?` globs, case-insensitive, no separators, brackets escaped.
+impl Baseline for globset::GlobMatcher {
+    fn compile(pattern: &str) -> Self {
+        let escaped: String = pattern
+            .chars()
+            .map(|c| {
+                if "[]{}\\".contains(c) {
+                    format!("[{c}]")
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        globset::GlobBuilder::new(if escaped.is_empty() { "*" } else { &escaped })
+            .case_insensitive(true)
+            .literal_separator(false)
+            .build()
+            .unwrap()
+            .compile_matcher()
+    }
+
+    fn is_match(&self, text: &str) -> bool {
+        globset::GlobMatcher::is_match(self, text)
+    }
+}
+
+/// A rule set compiled with a baseline matcher, selecting site by site.
+struct BaselineRules<M>(Vec<(M, M, Vec<M>)>);
+
+impl<M: Baseline> BaselineRules<M> {
+    fn new(rules: &[DistributionRule]) -> Self {
+        BaselineRules(
             rules
                 .iter()
                 .map(|r| {
                     (
-                        g(r.site_name.as_deref().unwrap_or("*")),
-                        g(r.city_name.as_deref().unwrap_or("*")),
-                        r.country_codes.iter().map(|c| g(c)).collect(),
+                        M::compile(r.site_name.as_deref().unwrap_or("*")),
+                        M::compile(r.city_name.as_deref().unwrap_or("*")),
+                        r.country_codes.iter().map(|c| M::compile(c)).collect(),
                     )
                 })
                 .collect(),
@@ -202,10 +162,15 @@ impl GlobRules {
         sites
             .iter()
             .filter(|s| {
+                let (name, city, cc) = (
+                    M::prepare(&s.name),
+                    M::prepare(&s.city_name),
+                    M::prepare(&s.country_code),
+                );
                 self.0.iter().any(|(n, c, ccs)| {
-                    n.is_match(&s.name)
-                        && c.is_match(&s.city_name)
-                        && (ccs.is_empty() || ccs.iter().any(|p| p.is_match(&s.country_code)))
+                    n.is_match(&name)
+                        && c.is_match(&city)
+                        && (ccs.is_empty() || ccs.iter().any(|p| p.is_match(&cc)))
                 })
             })
             .collect()
@@ -222,9 +187,9 @@ fn edge_selection(c: &mut Criterion) {
         for n_rules in [1usize, 10, 100] {
             let rules = many_rules(n_rules);
             let waybill = RuleSet::new(&rules);
-            let regex = RegexRules::new(&rules);
-            let wild = WildRules::new(&rules);
-            let glob = GlobRules::new(&rules);
+            let regex = BaselineRules::<regex::Regex>::new(&rules);
+            let wild = BaselineRules::<wildmatch::WildMatch>::new(&rules);
+            let glob = BaselineRules::<globset::GlobMatcher>::new(&rules);
             let expected = waybill.select(&sites).len();
             assert_eq!(
                 regex.select(&sites).len(),
