@@ -387,14 +387,11 @@ impl RuleSet {
     }
 
     fn select_serial<'a>(&self, sites: &'a [EdgeSite]) -> Vec<&'a EdgeSite> {
-        let words = self.rules.len().div_ceil(64);
-        if words == 0 {
-            return Vec::new();
-        }
         if self.rules.iter().all(CompiledRule::any_place) {
-            // Nothing to memoise: a lookup would cost more than it saves.
+            // Nothing to memoise (also no rules): a lookup would cost more than it saves.
             return sites.iter().filter(|s| self.matches(s)).collect();
         }
+        let words = self.rules.len().div_ceil(64);
         // (city, country) -> offset of its rule bitmask in `masks`.
         let mut places: HashMap<(&str, &str), usize, BuildHasherDefault<FxHasher>> =
             HashMap::default();
