@@ -3,11 +3,12 @@
 //!
 //! 1. Writes `WAYBILL_E2E_FILES` files (default 1,000) of mixed sizes totalling
 //!    `WAYBILL_E2E_MIB` MiB (default 1,024) and deploys them to the hub.
-//! 2. Times `rsync -a` of those files into three directories at once.
-//! 3. Times a signed bundle's distribution to all three edges, from the
-//!    POST until the tracker says Completed.
-//! 4. Times a second version with the same content, which should move no
-//!    blob bytes.
+//! 2. `WAYBILL_E2E_ROUNDS` times (default 3), alternating: `rsync -a` of those
+//!    files into three fresh directories at once, then a signed version's
+//!    distribution to three fresh edges, from the POST until the tracker says
+//!    Completed. Medians are reported: these machines are noisy.
+//! 3. A new version with the same content, distributed to the last three
+//!    edges, which should move no blob bytes.
 //!
 //! Prints a markdown table and writes it to `target/bench-e2e.md`.
 //! `cargo xtask bench-e2e` installs rsync when it is missing, then runs this.
@@ -25,11 +26,7 @@ use serde_json::{Value, json};
 use support::{ADMIN_PW, Hub, Launch, Server};
 
 const PASSPHRASE: &str = "correct horse battery staple";
-const EDGES: [(&str, &str, &str); 3] = [
-    ("de-fra-1", "Frankfurt", "DE"),
-    ("de-muc-1", "München", "DE"),
-    ("us-nyc-1", "New York", "US"),
-];
+const PLACES: [(&str, &str); 3] = [("Frankfurt", "DE"), ("München", "DE"), ("New York", "US")];
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -41,7 +38,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 /// File sizes that sum to exactly `total`: a long tail of small files and a
 /// few large ones, like a real release (configs, libraries, images).
 fn mixed_sizes(files: usize, total: usize) -> Vec<usize> {
-    // Weights 1..=64 in a repeating skewed pattern: i^3 spreads them.
+    // Weights 1..=64 in a skewed, repeating pattern.
     let weights: Vec<usize> = (0..files).map(|i| 1 + (i * i * i) % 64).collect();
     let sum: usize = weights.iter().sum();
     let mut sizes: Vec<usize> = weights.iter().map(|w| total * w / sum).collect();
@@ -64,9 +61,55 @@ fn key_fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-struct Run {
-    wall: Duration,
-    bytes: u64,
+/// CPU seconds (user + system) a process has used so far, from /proc.
+fn cpu_seconds(server: &Server) -> f64 {
+    let Some(stat) = server
+        .pid()
+        .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+    else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command: utime and stime are 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: f64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0 // USER_HZ is 100 on Linux.
+}
+
+struct Edge {
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts three fresh, empty edges for `round` and registers them.
+async fn edges(hub: &Hub, round: usize) -> Vec<Edge> {
+    let mut out = Vec::new();
+    for (i, (city, cc)) in PLACES.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let site = format!("r{round}-edge{i}");
+        let token = format!("e2e-pairing-{round}-{i}-{}", std::process::id());
+        let data = dir.path().join("data");
+        let mut launch = Launch::edge(&data, &site, city, cc, &token);
+        launch.env.push(("WAYBILL_LOG", "info"));
+        let server = launch.start();
+        let body = json!({"name": site, "url": server.base, "token": token,
+                          "location": {"city_name": city, "country_code": cc}});
+        let res = hub
+            .http
+            .post(hub.server.url("/mc/api/v1/jpds"))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        out.push(Edge { server, _dir: dir });
+    }
+    out
 }
 
 async fn create_signed(hub: &Hub, version: &str) {
@@ -82,11 +125,21 @@ async fn create_signed(hub: &Hub, version: &str) {
     assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
 }
 
-/// Distributes `version` to every edge and waits until it completes.
-async fn distribute(hub: &Hub, version: &str) -> Run {
+struct Run {
+    wall: Duration,
+    bytes: u64,
+    hub_cpu: f64,
+    edges_cpu: f64,
+}
+
+/// Distributes `version` to the edges of `round` and waits until it completes.
+async fn distribute(hub: &Hub, edges: &[Edge], version: &str, round: usize) -> Run {
+    let cpu = |edges: &[Edge]| edges.iter().map(|e| cpu_seconds(&e.server)).sum::<f64>();
+    let (hub_before, edges_before) = (cpu_seconds(&hub.server), cpu(edges));
     let started = Instant::now();
+    let rules = json!([{"site_name": format!("r{round}-*")}]);
     let res = dist(hub, Method::POST, &format!("distribution/e2e/{version}"))
-        .json(&json!({"distribution_rules": [{"site_name": "*"}], "auto_create_missing_repositories": true}))
+        .json(&json!({"distribution_rules": rules, "auto_create_missing_repositories": true}))
         .send()
         .await
         .unwrap();
@@ -109,12 +162,17 @@ async fn distribute(hub: &Hub, version: &str) -> Run {
             Some("Completed") => {
                 let wall = started.elapsed();
                 let sites = t["sites"].as_array().unwrap();
-                assert_eq!(sites.len(), EDGES.len(), "{t}");
+                assert_eq!(sites.len(), edges.len(), "{t}");
                 let bytes = sites
                     .iter()
                     .map(|s| s["transferred_bytes"].as_u64().unwrap())
                     .sum();
-                return Run { wall, bytes };
+                return Run {
+                    wall,
+                    bytes,
+                    hub_cpu: cpu_seconds(&hub.server) - hub_before,
+                    edges_cpu: cpu(edges) - edges_before,
+                };
             }
             Some("Failed") => panic!("distribution failed: {t}"),
             _ => tokio::time::sleep(Duration::from_millis(20)).await,
@@ -124,18 +182,17 @@ async fn distribute(hub: &Hub, version: &str) -> Run {
 
 /// `rsync -a` from `src` into three fresh directories at once, the way a
 /// script would fan out; `None` when rsync is not installed.
-fn rsync(src: &Path, work: &Path) -> Option<Duration> {
+fn rsync(src: &Path, work: &Path, round: usize) -> Option<Duration> {
     if Command::new("rsync").arg("--version").output().is_err() {
         return None;
     }
     let started = Instant::now();
-    let children: Vec<_> = (0..EDGES.len())
+    let children: Vec<_> = (0..PLACES.len())
         .map(|i| {
-            let dst = work.join(format!("rsync-{i}"));
             Command::new("rsync")
                 .arg("-a")
                 .arg(format!("{}/", src.display()))
-                .arg(&dst)
+                .arg(work.join(format!("rsync-{round}-{i}")))
                 .spawn()
                 .expect("spawn rsync")
         })
@@ -146,14 +203,27 @@ fn rsync(src: &Path, work: &Path) -> Option<Duration> {
     Some(started.elapsed())
 }
 
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
 fn mb_per_s(bytes: u64, wall: Duration) -> f64 {
     bytes as f64 / 1e6 / wall.as_secs_f64()
+}
+
+fn secs(ds: &[Duration]) -> String {
+    ds.iter()
+        .map(|d| format!("{:.2}", d.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[tokio::main]
 async fn main() {
     let files = env_usize("WAYBILL_E2E_FILES", 1000);
     let total = env_usize("WAYBILL_E2E_MIB", 1024) << 20;
+    let rounds = env_usize("WAYBILL_E2E_ROUNDS", 3).max(1);
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -167,41 +237,18 @@ async fn main() {
         http: support::client(),
         _tmp: hub_dir,
     };
-    let edges: Vec<(Server, String, tempfile::TempDir)> = EDGES
-        .iter()
-        .enumerate()
-        .map(|(i, (site, city, cc))| {
-            let dir = tempfile::tempdir().unwrap();
-            let token = format!("e2e-pairing-{i}-{}", std::process::id());
-            let data = dir.path().join("data");
-            let mut launch = Launch::edge(&data, site, city, cc, &token);
-            launch.env.push(("WAYBILL_LOG", "info"));
-            (launch.start(), token, dir)
-        })
-        .collect();
     let res = hub
         .http
         .put(hub.server.url("/distribution/api/v1/keys/pgp"))
         .basic_auth("admin", Some(ADMIN_PW))
-        .json(&json!({"public_key": key_fixture("rsa3072-protected.pub.asc"),
-                      "private_key": key_fixture("rsa3072-protected.sec.asc")}))
+        .json(
+            &json!({"public_key": key_fixture("rsa3072-protected.pub.asc"),
+                      "private_key": key_fixture("rsa3072-protected.sec.asc")}),
+        )
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    for ((server, token, _), (site, city, cc)) in edges.iter().zip(EDGES) {
-        let body = json!({"name": site, "url": server.base, "token": token,
-                          "location": {"city_name": city, "country_code": cc}});
-        let res = hub
-            .http
-            .post(hub.server.url("/mc/api/v1/jpds"))
-            .basic_auth("admin", Some(ADMIN_PW))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED);
-    }
 
     hub.create_repo("libs").await;
     let deploy_started = Instant::now();
@@ -215,49 +262,78 @@ async fn main() {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     let deploy = deploy_started.elapsed();
+    eprintln!("e2e: deployed {files} files in {deploy:.2?}");
 
-    let rsync_wall = rsync(&src, work.path());
-    create_signed(&hub, "1").await;
-    let first = distribute(&hub, "1").await;
-    create_signed(&hub, "2").await;
-    let again = distribute(&hub, "2").await;
-    let wanted = total as u64 * EDGES.len() as u64;
-    assert_eq!(first.bytes, wanted, "the first run sends every byte to every edge");
+    let wanted = total as u64 * PLACES.len() as u64;
+    let (mut rsync_walls, mut firsts) = (Vec::new(), Vec::new());
+    let mut last_edges = Vec::new();
+    for round in 0..rounds {
+        if let Some(d) = rsync(&src, work.path(), round) {
+            rsync_walls.push(d);
+        }
+        let edges = edges(&hub, round).await;
+        let version = format!("{}", round + 1);
+        create_signed(&hub, &version).await;
+        let run = distribute(&hub, &edges, &version, round).await;
+        assert_eq!(
+            run.bytes, wanted,
+            "a first distribution sends every byte to every edge"
+        );
+        eprintln!(
+            "e2e: round {round}: rsync {:?}, waybill {:.2?} (CPU: hub {:.2}s, edges {:.2}s)",
+            rsync_walls.last(),
+            run.wall,
+            run.hub_cpu,
+            run.edges_cpu
+        );
+        firsts.push(run);
+        last_edges = edges;
+    }
+    let again_version = format!("{}", rounds + 1);
+    create_signed(&hub, &again_version).await;
+    let again = distribute(&hub, &last_edges, &again_version, rounds - 1).await;
 
+    let first_walls: Vec<Duration> = firsts.iter().map(|r| r.wall).collect();
+    let first = median(first_walls.clone());
+    let cpu_of_median = firsts.iter().find(|r| r.wall == first).unwrap();
+    let n = PLACES.len();
     let mib = total >> 20;
     let mut report = format!(
-        "End to end: {files} files, {mib} MiB, one hub and {n} edges on loopback \
-         (deploy to the hub took {deploy:.2?}, not counted).\n\n\
-         | run | wall time | bytes sent | MB/s | ratio |\n|---|---|---|---|---|\n",
-        n = EDGES.len(),
+        "End to end: {files} files, {mib} MiB, one hub and {n} edges on loopback; \
+         median of {rounds} alternating rounds (deploying to the hub took \
+         {deploy:.2?}, not counted).\n\n\
+         | run | wall time (median) | rounds (s) | bytes sent | MB/s | ratio |\n\
+         |---|---|---|---|---|---|\n",
     );
-    let base = rsync_wall.map(|d| d.as_secs_f64());
-    let ratio = |d: Duration, of: Option<f64>| {
-        of.map_or("n/a".to_string(), |b| {
-            format!("{:.2}×", d.as_secs_f64() / b)
-        })
-    };
-    if let Some(r) = rsync_wall {
+    let base = (!rsync_walls.is_empty()).then(|| median(rsync_walls.clone()));
+    if let Some(r) = base {
         report += &format!(
-            "| rsync -a to {n} directories (baseline) | {r:.2?} | {wanted} | {:.0} | 1.00× |\n",
+            "| rsync -a to {n} directories at once (baseline) | {r:.2?} | {} | {wanted} | {:.0} | 1.00× |\n",
+            secs(&rsync_walls),
             mb_per_s(wanted, r),
-            n = EDGES.len(),
         );
     }
     report += &format!(
-        "| Waybill first distribution | {:.2?} | {} | {:.0} | {} of rsync |\n",
-        first.wall,
-        first.bytes,
-        mb_per_s(first.bytes, first.wall),
-        ratio(first.wall, base),
+        "| Waybill first distribution to {n} empty edges | {first:.2?} | {} | {wanted} | {:.0} | {} |\n",
+        secs(&first_walls),
+        mb_per_s(wanted, first),
+        base.map_or("n/a".into(), |b| format!(
+            "{:.2}× rsync",
+            first.as_secs_f64() / b.as_secs_f64()
+        )),
     );
     report += &format!(
-        "| Waybill same content, new version | {:.2?} | {} | - | {} of the first |\n",
+        "| Waybill same content, new version | {:.2?} | {:.2} | {} | - | {:.3}× the first |\n",
         again.wall,
+        again.wall.as_secs_f64(),
         again.bytes,
-        ratio(again.wall, Some(first.wall.as_secs_f64())),
+        again.wall.as_secs_f64() / first.as_secs_f64(),
     );
-    if rsync_wall.is_none() {
+    report += &format!(
+        "\nCPU time in the median first distribution: hub {:.2} s, edges {:.2} s together.\n",
+        cpu_of_median.hub_cpu, cpu_of_median.edges_cpu
+    );
+    if base.is_none() {
         report += "\nrsync is not installed, so there is no baseline; \
                    `cargo xtask bench-e2e` installs it.\n";
     }
@@ -269,5 +345,4 @@ async fn main() {
     if let Err(e) = std::fs::write(&out, &report) {
         eprintln!("could not write {}: {e}", out.display());
     }
-    drop(edges);
 }

@@ -139,6 +139,11 @@ impl Server {
         child.wait().unwrap();
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The exit status, if the process has ended (for diagnosing failures).
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child

@@ -181,8 +181,20 @@ pub struct Checksums {
 /// thread does SHA-256 and SHA-1. Small blobs never pay for a thread.
 pub struct Ingest {
     sha256: Sha256Hasher,
-    sha1: sha1::Sha1,
-    md5: Md5State,
+    rest: Rest,
+}
+
+/// The SHA-1 and MD5 side of an ingest.
+enum Rest {
+    Computed {
+        sha1: sha1::Sha1,
+        md5: Md5State,
+    },
+    /// Vouched for by a trusted peer: see [`Ingest::vouched`].
+    Vouched {
+        sha1: Sha1,
+        md5: Md5,
+    },
 }
 
 enum Md5State {
@@ -193,43 +205,7 @@ enum Md5State {
     },
 }
 
-impl Ingest {
-    /// Bytes after which MD5 moves to its own thread.
-    pub const PARALLEL_AFTER: u64 = 1 << 20;
-
-    /// A fresh ingest.
-    pub fn new() -> Ingest {
-        use sha1::Digest as _;
-        Ingest {
-            sha256: Sha256Hasher::new(),
-            sha1: sha1::Sha1::new(),
-            md5: Md5State::Inline(md5::Md5::new()),
-        }
-    }
-
-    /// Feeds the next chunk to all three digests.
-    pub fn update(&mut self, chunk: &[u8]) {
-        use sha1::Digest as _;
-        if chunk.is_empty() {
-            return;
-        }
-        if self.sha256.len() >= Self::PARALLEL_AFTER
-            && let Md5State::Inline(_) = self.md5
-        {
-            self.go_parallel();
-        }
-        match &mut self.md5 {
-            Md5State::Inline(m) => m.update(chunk),
-            Md5State::Helper { chunks, .. } => {
-                // The copy costs far less than the MD5 it lets run beside us.
-                // A send fails only if the thread died; `finish` reports that.
-                let _ = chunks.send(std::sync::Arc::from(chunk));
-            }
-        }
-        self.sha256.update(chunk);
-        self.sha1.update(chunk);
-    }
-
+impl Md5State {
     fn go_parallel(&mut self) {
         // A few chunks of slack keep both threads busy without unbounded memory.
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<[u8]>>(8);
@@ -247,10 +223,67 @@ impl Ingest {
         // No thread to be had: MD5 simply stays on this one.
         let Ok(done) = spawned else { return };
         if let Md5State::Inline(state) =
-            std::mem::replace(&mut self.md5, Md5State::Helper { chunks: tx, done })
+            std::mem::replace(self, Md5State::Helper { chunks: tx, done })
         {
             let _ = state_tx.send(state);
         }
+    }
+}
+
+impl Ingest {
+    /// Bytes after which MD5 moves to its own thread.
+    pub const PARALLEL_AFTER: u64 = 1 << 20;
+
+    /// A fresh ingest.
+    pub fn new() -> Ingest {
+        use sha1::Digest as _;
+        Ingest {
+            sha256: Sha256Hasher::new(),
+            rest: Rest::Computed {
+                sha1: sha1::Sha1::new(),
+                md5: Md5State::Inline(md5::Md5::new()),
+            },
+        }
+    }
+
+    /// An ingest that computes only SHA-256 and reports `sha1` and `md5` as
+    /// given.
+    ///
+    /// For content whose SHA-256 is pinned by a signed manifest and whose
+    /// other checksums come from the peer that computed them on deploy (an
+    /// edge receiving from its hub): if the SHA-256 matches, the bytes are the
+    /// peer's bytes, so its SHA-1 and MD5 are theirs too. Skipping them is
+    /// most of the CPU an edge spends per byte.
+    pub fn vouched(sha1: Sha1, md5: Md5) -> Ingest {
+        Ingest {
+            sha256: Sha256Hasher::new(),
+            rest: Rest::Vouched { sha1, md5 },
+        }
+    }
+
+    /// Feeds the next chunk to all three digests.
+    pub fn update(&mut self, chunk: &[u8]) {
+        use sha1::Digest as _;
+        if chunk.is_empty() {
+            return;
+        }
+        if let Rest::Computed { sha1, md5 } = &mut self.rest {
+            if self.sha256.len() >= Self::PARALLEL_AFTER
+                && let Md5State::Inline(_) = md5
+            {
+                md5.go_parallel();
+            }
+            match md5 {
+                Md5State::Inline(m) => m.update(chunk),
+                Md5State::Helper { chunks, .. } => {
+                    // The copy costs far less than the MD5 it lets run beside us.
+                    // A send fails only if the thread died; `finish` reports that.
+                    let _ = chunks.send(std::sync::Arc::from(chunk));
+                }
+            }
+            sha1.update(chunk);
+        }
+        self.sha256.update(chunk);
     }
 
     /// Bytes fed so far.
@@ -266,17 +299,23 @@ impl Ingest {
     /// The three digests of everything fed.
     pub fn finish(self) -> Checksums {
         use sha1::Digest as _;
-        let md5: [u8; 16] = match self.md5 {
-            Md5State::Inline(m) => m.finalize().into(),
-            Md5State::Helper { chunks, done } => {
-                drop(chunks);
-                done.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+        let (sha1, md5) = match self.rest {
+            Rest::Computed { sha1, md5 } => {
+                let md5: [u8; 16] = match md5 {
+                    Md5State::Inline(m) => m.finalize().into(),
+                    Md5State::Helper { chunks, done } => {
+                        drop(chunks);
+                        done.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+                    }
+                };
+                (HexDigest(sha1.finalize().into()), HexDigest(md5))
             }
+            Rest::Vouched { sha1, md5 } => (sha1, md5),
         };
         Checksums {
             sha256: self.sha256.finish(),
-            sha1: HexDigest(self.sha1.finalize().into()),
-            md5: HexDigest(md5),
+            sha1,
+            md5,
         }
     }
 
@@ -328,6 +367,16 @@ mod tests {
         );
         assert_eq!(c.sha1.to_hex(), "a9993e364706816aba3e25717850c26c9cd0d89d");
         assert_eq!(c.md5.to_hex(), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    #[test]
+    fn a_vouched_ingest_hashes_sha256_and_reports_what_it_was_given() {
+        let given = Ingest::of(b"something else");
+        let mut i = Ingest::vouched(given.sha1, given.md5);
+        i.update(b"abc");
+        let c = i.finish();
+        assert_eq!(c.sha256, Sha256::of(b"abc"));
+        assert_eq!((c.sha1, c.md5), (given.sha1, given.md5));
     }
 
     #[test]

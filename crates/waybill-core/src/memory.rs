@@ -382,11 +382,11 @@ struct MemoryBlobWriter {
 
 #[async_trait]
 impl BlobStore for MemoryBlobStore {
-    async fn writer(&self) -> Result<Box<dyn BlobWriter>, StoreError> {
+    async fn writer_with(&self, ingest: Ingest) -> Result<Box<dyn BlobWriter>, StoreError> {
         Ok(Box::new(MemoryBlobWriter {
             blobs: self.blobs.clone(),
             buf: Vec::new(),
-            ingest: Ingest::new(),
+            ingest,
         }))
     }
 

@@ -14,7 +14,7 @@ use crate::artifact::{Build, Item, ItemPath, RepoKey, Repository};
 use crate::auth::{TokenRecord, User};
 use crate::bundle::Props;
 use crate::bundle::ReleaseBundleVersion;
-use crate::digest::{Checksums, HexDigest, Md5, Sha1, Sha256};
+use crate::digest::{Checksums, HexDigest, Ingest, Md5, Sha1, Sha256};
 use crate::keys::SigningKey;
 use crate::name::{BundleName, BundleVersion};
 use crate::site::{EdgeSite, ServiceId};
@@ -411,9 +411,16 @@ impl Expected {
 /// Content-addressed blob storage, keyed by SHA-256.
 #[async_trait]
 pub trait BlobStore: Send + Sync + Debug {
-    /// Starts writing a blob. Nothing is visible until `commit` succeeds;
-    /// dropping the writer discards what was written.
-    async fn writer(&self) -> Result<Box<dyn BlobWriter>, StoreError>;
+    /// Starts writing a blob, hashed by `ingest`. Nothing is visible until
+    /// `commit` succeeds; dropping the writer discards what was written.
+    ///
+    /// **Behavior:** `commit` reports the checksums `ingest` finishes with.
+    async fn writer_with(&self, ingest: Ingest) -> Result<Box<dyn BlobWriter>, StoreError>;
+
+    /// Starts writing a blob, computing all three checksums.
+    async fn writer(&self) -> Result<Box<dyn BlobWriter>, StoreError> {
+        self.writer_with(Ingest::new()).await
+    }
 
     /// **Behavior:** the size of a committed blob, or `Ok(None)`.
     async fn stat(&self, digest: &Sha256) -> Result<Option<u64>, StoreError>;

@@ -281,28 +281,33 @@ pub(crate) async fn reference_artifacts(
     let base = storing_path(v)?;
     // Held shared: no blob can be collected while its reference is written.
     let _content = state.content_lock.read().await;
+    let now = now_millis();
+    let item = |path: &str,
+                size: u64,
+                sums: waybill_core::digest::Checksums,
+                props: waybill_core::bundle::Props|
+     -> Result<Item, ApiError> {
+        Ok(Item {
+            repo: key.clone(),
+            path: base.join(path)?,
+            kind: ItemKind::File,
+            size,
+            checksums: Some(sums),
+            created: now,
+            modified: now,
+            created_by: who.to_string(),
+            modified_by: who.to_string(),
+            props,
+        })
+    };
+    let mut items = Vec::with_capacity(v.artifacts.len() + 2);
     if let Some(sig) = &v.signature {
         for (name, data) in [
             ("release-bundle.json", sig.payload.as_bytes()),
             ("release-bundle.json.asc", sig.pgp_signature.as_bytes()),
         ] {
             let sums = put_blob(state, data).await?;
-            let now = now_millis();
-            state
-                .store
-                .put_file(Item {
-                    repo: key.clone(),
-                    path: base.join(name)?,
-                    kind: ItemKind::File,
-                    size: data.len() as u64,
-                    checksums: Some(sums),
-                    created: now,
-                    modified: now,
-                    created_by: who.to_string(),
-                    modified_by: who.to_string(),
-                    props: Default::default(),
-                })
-                .await?;
+            items.push(item(name, data.len() as u64, sums, Default::default())?);
         }
     }
     for a in &v.artifacts {
@@ -322,21 +327,11 @@ pub(crate) async fn reference_artifacts(
                 ),
             )
         })?;
-        let now = now_millis();
-        let item = Item {
-            repo: key.clone(),
-            path: base.join(&a.target_repo_path)?,
-            kind: ItemKind::File,
-            size: a.size,
-            checksums: Some(sums),
-            created: now,
-            modified: now,
-            created_by: who.to_string(),
-            modified_by: who.to_string(),
-            props: a.props.clone(),
-        };
-        state.store.put_file(item).await?;
+        items.push(item(&a.target_repo_path, a.size, sums, a.props.clone())?);
     }
+    // One transaction: every reference or none, and one commit instead of
+    // one per artifact (this runs on each distribution).
+    state.store.commit_files(items).await?;
     Ok(())
 }
 

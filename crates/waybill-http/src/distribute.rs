@@ -563,6 +563,16 @@ async fn attempt_once(
                         files.first().map(|f| f.0.as_str()).unwrap_or("?")
                     ))
                 })?;
+            // Its SHA-1 and MD5 travel along, so the edge computes only SHA-256.
+            let sums = state
+                .store
+                .find_items(&waybill_core::aql::ItemHint {
+                    sha256: Some(digest),
+                    ..Default::default()
+                })
+                .await
+                .ok()
+                .and_then(|items| items.into_iter().find_map(|i| i.checksums));
             let names: Vec<String> = files.iter().map(|f| f.0.clone()).collect();
             let in_progress = names.clone();
             update_progress(&state, id, &sid, move |s| {
@@ -575,16 +585,21 @@ async fn attempt_once(
             let what = format!("transfer of {}", names.join(", "));
             let mut result = Ok(());
             for _ in 0..BLOB_TRIES {
-                let req = state
+                let mut req = state
                     .http
                     .put(format!("{base}/blobs/{digest}"))
                     .bearer_auth(&token)
-                    .header("content-length", size)
-                    .body(reqwest::Body::wrap_stream(blob_body(
-                        state.blobs.clone(),
-                        digest,
-                        size,
-                    )));
+                    .header("content-length", size);
+                if let Some(c) = sums.filter(|c| c.sha256 == digest) {
+                    req = req
+                        .header("x-checksum-sha1", c.sha1.to_hex())
+                        .header("x-checksum-md5", c.md5.to_hex());
+                }
+                let req = req.body(reqwest::Body::wrap_stream(blob_body(
+                    state.blobs.clone(),
+                    digest,
+                    size,
+                )));
                 result = match req.send().await {
                     Ok(r) if r.status() == StatusCode::CONFLICT => {
                         Err(Attempt::Refused(refusal(&what, r).await.message()))

@@ -15,6 +15,7 @@
 //! Only the signed payload is trusted: artifact paths, sizes, checksums and
 //! properties are read from it, never from the rest of the request.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -30,7 +31,7 @@ use serde_json::json;
 use waybill_core::artifact::{Item, ItemKind, ItemPath, RepoKey, Repository};
 use waybill_core::auth::{Secret, constant_time_eq};
 use waybill_core::bundle::{BundleArtifact, Props, ReleaseBundleVersion};
-use waybill_core::digest::{Checksums, Sha256};
+use waybill_core::digest::{Checksums, Ingest, Md5, Sha1, Sha256};
 use waybill_core::gather::check_target;
 use waybill_core::name::{BundleName, BundleVersion};
 use waybill_core::signing::{BundleSignature, JwsAlg};
@@ -227,14 +228,11 @@ async fn prepare(
     Json(b): Json<SignedBundle>,
 ) -> Result<Response, ApiError> {
     let wanted = verified(&ctx, &b).await?;
+    let held = held_blobs(&ctx, &wanted).await?;
     let mut missing: Vec<String> = Vec::new();
     for w in &wanted {
         let hex = w.sha256.to_hex();
-        // A blob counts as held only with its checksums recorded: a receipt
-        // cut short between the two (the hub died mid-request) is sent again.
-        let held = ctx.app.blobs.stat(&w.sha256).await? == Some(w.size)
-            && checksums_of(&ctx, w.sha256).await?.is_some();
-        if !held && !missing.contains(&hex) {
+        if !held.contains_key(&w.sha256) && !missing.contains(&hex) {
             missing.push(hex);
         }
     }
@@ -244,17 +242,26 @@ async fn prepare(
 async fn receive_blob(
     State(ctx): State<EdgeCtx>,
     Path(sha256): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let expected = Sha256::parse_hex(&sha256)?;
-    let mut writer = ctx.app.blobs.writer().await?;
+    // The hub's SHA-1 and MD5 for this content, when it sends them: the
+    // SHA-256 check below proves these are its bytes, so only SHA-256 is
+    // computed here (see `Ingest::vouched`).
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let ingest = match (header("x-checksum-sha1"), header("x-checksum-md5")) {
+        (Some(sha1), Some(md5)) => Ingest::vouched(Sha1::parse_hex(sha1)?, Md5::parse_hex(md5)?),
+        _ => Ingest::new(),
+    };
+    let mut writer = ctx.app.blobs.writer_with(ingest).await?;
     let mut stream = body.into_data_stream();
-    let mut buf: Vec<u8> = Vec::with_capacity(256 << 10);
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
     while let Some(chunk) = stream.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::bad_request(format!("reading the blob failed: {e}")))?;
         buf.extend_from_slice(&chunk);
-        if buf.len() >= 256 << 10 {
+        if buf.len() >= 1 << 20 {
             writer.write(&buf).await?;
             buf.clear();
         }
@@ -281,6 +288,57 @@ async fn receive_blob(
         axum::Json(json!({"sha256": info.digest.to_hex(), "size": info.size})),
     )
         .into_response())
+}
+
+/// The blobs of `wanted` this edge holds whole, with their full checksums.
+///
+/// A blob counts as held only with its checksums recorded: a receipt cut
+/// short between the two (the hub died mid-request) is sent again. The
+/// recorded checksums are read in one query and the blobs stated a few at a
+/// time: a re-distribution of unchanged content is exactly this work.
+async fn held_blobs(
+    ctx: &EdgeCtx,
+    wanted: &[Wanted],
+) -> Result<HashMap<Sha256, Checksums>, ApiError> {
+    let recorded: HashMap<String, String> = ctx
+        .app
+        .store
+        .list_settings(SUMS)
+        .await?
+        .into_iter()
+        .collect();
+    let mut unique: Vec<(Sha256, u64)> = wanted.iter().map(|w| (w.sha256, w.size)).collect();
+    unique.sort_unstable_by_key(|u| u.0);
+    unique.dedup();
+    let checks = unique.into_iter().map(|(digest, size)| {
+        let known = recorded.get(&format!("{SUMS}{digest}")).cloned();
+        async move {
+            if ctx.app.blobs.stat(&digest).await? != Some(size) {
+                return Ok::<_, ApiError>(None);
+            }
+            let sums = match known.as_deref().and_then(|raw| raw.split_once(' ')) {
+                Some((sha1, md5)) => Some(Checksums {
+                    sha256: digest,
+                    sha1: Sha1::parse_hex(sha1)?,
+                    md5: Md5::parse_hex(md5)?,
+                }),
+                None => checksums_of(ctx, digest).await?,
+            };
+            Ok(sums.map(|s| (digest, s)))
+        }
+    });
+    let found: Vec<Result<Option<(Sha256, Checksums)>, ApiError>> =
+        futures_util::stream::iter(checks)
+            .buffer_unordered(8)
+            .collect()
+            .await;
+    let mut held = HashMap::new();
+    for f in found {
+        if let Some((digest, sums)) = f? {
+            held.insert(digest, sums);
+        }
+    }
+    Ok(held)
 }
 
 /// The full checksums of a stored blob: remembered on receipt, or taken from
@@ -358,18 +416,16 @@ async fn commit(
     }
     // Every blob again, under the content lock so none is collected meanwhile.
     let _content = ctx.app.content_lock.read().await;
+    let held = held_blobs(&ctx, &wanted).await?;
     let mut items = Vec::with_capacity(wanted.len());
     for w in &wanted {
-        if ctx.app.blobs.stat(&w.sha256).await? != Some(w.size) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("content of '{}' ({}) has not arrived", w.source, w.sha256),
-            ));
-        }
-        let sums = checksums_of(&ctx, w.sha256).await?.ok_or_else(|| {
+        let sums = *held.get(&w.sha256).ok_or_else(|| {
             ApiError::new(
                 StatusCode::CONFLICT,
-                format!("checksums of {} are unknown; send the blob again", w.sha256),
+                format!(
+                    "content of '{}' ({}) has not arrived whole, or its checksums are unknown; send the blob again",
+                    w.source, w.sha256
+                ),
             )
         })?;
         items.push(Item {

@@ -465,10 +465,16 @@ impl BundleRepo for SqliteStore {
         let name = name.map(|n| n.to_string());
         self.read("list_versions", move |tx| {
             const OP: &str = "list_versions";
-            // `?1 IS NULL` makes one statement serve both "all" and "one bundle".
+            // Two statements, not `?1 IS NULL OR name = ?1`: that form hides
+            // the name from the planner, which then scans every bundle.
+            let filter = if name.is_some() {
+                "WHERE name = ?1"
+            } else {
+                "WHERE ?1 IS NULL"
+            };
             let total: i64 = tx
                 .query_row(
-                    "SELECT count(*) FROM bundle_versions WHERE ?1 IS NULL OR name = ?1",
+                    &format!("SELECT count(*) FROM bundle_versions {filter}"),
                     [&name],
                     |r| r.get(0),
                 )
@@ -476,8 +482,10 @@ impl BundleRepo for SqliteStore {
             let items = query_all(
                 tx,
                 OP,
-                "SELECT body FROM bundle_versions WHERE ?1 IS NULL OR name = ?1
-                 ORDER BY seq DESC LIMIT ?2 OFFSET ?3",
+                &format!(
+                    "SELECT body FROM bundle_versions {filter}
+                     ORDER BY seq DESC LIMIT ?2 OFFSET ?3"
+                ),
                 params![name, clamp(page.limit), clamp(page.offset)],
             )?;
             Ok(Listed {
@@ -742,12 +750,17 @@ impl TrackerRepo for SqliteStore {
         let name = name.map(|n| n.to_string());
         let version = version.map(|v| v.to_string());
         self.read("list_trackers", move |tx| {
+            // Spelled out per case so the planner sees the index (see find_items).
+            let filter = match (&name, &version) {
+                (Some(_), Some(_)) => "name = ?1 AND version = ?2",
+                (Some(_), None) => "name = ?1 AND ?2 IS NULL",
+                (None, Some(_)) => "?1 IS NULL AND version = ?2",
+                (None, None) => "?1 IS NULL AND ?2 IS NULL",
+            };
             query_all(
                 tx,
                 "list_trackers",
-                "SELECT body FROM trackers
-                 WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR version = ?2)
-                 ORDER BY id",
+                &format!("SELECT body FROM trackers WHERE {filter} ORDER BY id"),
                 params![name, version],
             )
         })
@@ -1166,26 +1179,33 @@ impl ItemRepo for SqliteStore {
         let hint = hint.clone();
         self.read("find_items", move |tx| {
             const OP: &str = "find_items";
-            // Every hint constraint narrows through an index; NULL means "no constraint".
-            query_all(
-                tx,
-                OP,
-                "SELECT i.body FROM items i
-                 WHERE (?1 IS NULL OR i.repo = ?1)
-                   AND (?2 IS NULL OR i.folder = ?2)
-                   AND (?3 IS NULL OR i.name = ?3)
-                   AND (?4 IS NULL OR i.sha256 = ?4)
-                   AND (?5 IS NULL OR i.id IN (SELECT item_id FROM item_props WHERE key = ?5 AND value = ?6))
-                 ORDER BY i.repo, i.path",
-                params![
-                    hint.repo.as_ref().map(|r| r.to_string()),
-                    hint.folder,
-                    hint.name,
-                    hint.sha256.map(|d| d.to_hex()),
-                    hint.prop.as_ref().map(|(k, _)| k.clone()),
-                    hint.prop.as_ref().map(|(_, v)| v.clone()),
-                ],
-            )
+            // Only the constraints present go into the SQL: `?1 IS NULL OR
+            // col = ?1` looks the same but makes SQLite scan the whole table,
+            // since the plan is chosen before the parameters are known.
+            let mut sql = String::from("SELECT i.body FROM items i WHERE 1");
+            let mut args: Vec<String> = Vec::new();
+            let equal = [
+                ("i.repo", hint.repo.as_ref().map(|r| r.to_string())),
+                ("i.folder", hint.folder.clone()),
+                ("i.name", hint.name.clone()),
+                ("i.sha256", hint.sha256.map(|d| d.to_hex())),
+            ];
+            for (column, value) in equal {
+                if let Some(v) = value {
+                    args.push(v);
+                    sql += &format!(" AND {column} = ?{}", args.len());
+                }
+            }
+            if let Some((key, value)) = &hint.prop {
+                args.extend([key.clone(), value.clone()]);
+                sql += &format!(
+                    " AND i.id IN (SELECT item_id FROM item_props WHERE key = ?{} AND value = ?{})",
+                    args.len() - 1,
+                    args.len()
+                );
+            }
+            sql += " ORDER BY i.repo, i.path";
+            query_all(tx, OP, &sql, rusqlite::params_from_iter(args))
         })
         .await
     }

@@ -1,7 +1,7 @@
 //! The `BlobStore` behaviour suite.
 
 use waybill_core::StoreErrorKind;
-use waybill_core::digest::Sha256;
+use waybill_core::digest::{Ingest, Sha256};
 use waybill_core::store::Expected;
 
 use crate::{BlobOpener, tempdir};
@@ -52,6 +52,33 @@ pub async fn blob_digest_mismatch_is_never_visible(open: &BlobOpener) {
     assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
     assert_eq!(s.stat(&claimed).await.unwrap(), None);
     assert_eq!(s.stat(&Sha256::of(&data)).await.unwrap(), None);
+}
+
+/// A writer with a vouched ingest reports the vouched SHA-1 and MD5, and
+/// still refuses content whose SHA-256 differs.
+pub async fn blob_vouched_writer_still_verifies_sha256(open: &BlobOpener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    let data = content(3 << 20);
+    let real = waybill_core::digest::Ingest::of(&data);
+    let mut w = s
+        .writer_with(Ingest::vouched(real.sha1, real.md5))
+        .await
+        .unwrap();
+    w.write(&data).await.unwrap();
+    let info = w.commit(Expected::sha256(real.sha256)).await.unwrap();
+    assert_eq!(info.checksums, real);
+    assert_eq!(s.stat(&real.sha256).await.unwrap(), Some(data.len() as u64));
+
+    let other = content(1000);
+    let mut w = s
+        .writer_with(Ingest::vouched(real.sha1, real.md5))
+        .await
+        .unwrap();
+    w.write(&other).await.unwrap();
+    let err = w.commit(Expected::sha256(real.sha256)).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Corrupt, "{err}");
+    assert_eq!(s.stat(&Sha256::of(&other)).await.unwrap(), None);
 }
 
 /// A writer dropped before commit leaves nothing.

@@ -114,6 +114,7 @@ macro_rules! blob_suite {
             blob_delete,
             blob_read_unknown_is_not_found,
             blob_any_claimed_checksum_must_match,
+            blob_vouched_writer_still_verifies_sha256,
         );
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
