@@ -140,6 +140,7 @@ impl Server {
     }
 
     /// The process id, while it runs.
+    #[allow(dead_code)] // For benches/e2e.rs, which includes this file.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
