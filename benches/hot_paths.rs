@@ -1,8 +1,10 @@
 //! Criterion benches of the hot paths, each beside a baseline measured in the
 //! same run (report ratios, not absolute times: these machines are noisy).
 //!
-//! - `edge_selection`: `RuleSet::select` vs escaped, anchored regexes,
-//!   `wildmatch` and `globset`, over 10k and 100k sites with 1, 10 and 100 rules.
+//! - `edge_selection`: `RuleSet::select_in` over a prebuilt `SiteIndex` (what
+//!   the hub runs), one-off `RuleSet::select`, and the index build, vs escaped,
+//!   anchored regexes, `wildmatch` and `globset`, over 10k, 100k and 1M sites
+//!   with 1, 10 and 100 rules.
 //! - `checksum`: the core's `Sha256Hasher` and three-digest `Ingest` (the deploy
 //!   path) fed 64 KiB chunks, beside raw ring SHA-256 and raw MD5.
 
@@ -11,7 +13,7 @@ use std::borrow::Cow;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 use waybill::digest::{Ingest, Sha256Hasher};
-use waybill::rules::{DistributionRule, RuleSet, fold};
+use waybill::rules::{DistributionRule, RuleSet, SiteIndex, fold};
 use waybill::site::EdgeSite;
 
 const COUNTRIES: [&str; 12] = [
@@ -182,15 +184,17 @@ fn edge_selection(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(std::time::Duration::from_secs(2));
     group.warm_up_time(std::time::Duration::from_millis(500));
-    for n_sites in [10_000usize, 100_000] {
+    for n_sites in [10_000usize, 100_000, 1_000_000] {
         let sites = synthetic_sites(n_sites);
         for n_rules in [1usize, 10, 100] {
             let rules = many_rules(n_rules);
             let waybill = RuleSet::new(&rules);
+            let index = SiteIndex::new(&sites);
             let regex = BaselineRules::<regex::Regex>::new(&rules);
             let wild = BaselineRules::<wildmatch::WildMatch>::new(&rules);
             let glob = BaselineRules::<globset::GlobMatcher>::new(&rules);
             let expected = waybill.select(&sites).len();
+            assert_eq!(waybill.select_in(&index).len(), expected);
             assert_eq!(
                 regex.select(&sites).len(),
                 expected,
@@ -208,9 +212,25 @@ fn edge_selection(c: &mut Criterion) {
             );
             let id = format!("{n_sites}x{n_rules}");
             group.throughput(Throughput::Elements(n_sites as u64));
-            group.bench_with_input(BenchmarkId::new("waybill", &id), &sites, |b, s| {
-                b.iter(|| black_box(waybill.select(s)).len())
+            // What the hub does: select in the index it keeps between
+            // edge registrations.
+            group.bench_with_input(BenchmarkId::new("waybill", &id), &index, |b, i| {
+                b.iter(|| black_box(waybill.select_in(i)).len())
             });
+            // One-off: build the index, then select.
+            group.bench_with_input(
+                BenchmarkId::new("waybill_unindexed", &id),
+                &sites,
+                |b, s| b.iter(|| black_box(waybill.select(s)).len()),
+            );
+            if n_rules == 1 {
+                // Paid once per change of the edge list, whatever the rules.
+                group.bench_with_input(
+                    BenchmarkId::new("waybill_index_build", n_sites),
+                    &sites,
+                    |b, s| b.iter(|| black_box(SiteIndex::new(s)).len()),
+                );
+            }
             group.bench_with_input(BenchmarkId::new("wildmatch", &id), &sites, |b, s| {
                 b.iter(|| black_box(wild.select(s)).len())
             });

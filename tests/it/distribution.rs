@@ -1662,3 +1662,52 @@ async fn regression_blob_without_recorded_checksums_is_sent_again() {
         waybill::digest::Ingest::of(&file).sha1.to_hex().as_str()
     );
 }
+
+#[tokio::test]
+async fn selection_follows_registrations_and_deletions_at_once() {
+    // The hub keeps its site index between distributions; every change to
+    // the edge list must reach the next selection.
+    let grid = grid("sqlite", false).await;
+    let hub = &grid.hub;
+    create_signed(hub, "app", "1.0").await;
+    let dry = || async {
+        let res = dist(hub, Method::POST, "distribution/app/1.0")
+            .json(&json!({"dry_run": true, "distribution_rules": [{"site_name": "*"}]}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        let mut names: Vec<String> = body["sites"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| s["name"].as_str().unwrap().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        (status, names)
+    };
+    assert_eq!(dry().await.0, StatusCode::BAD_REQUEST, "no edges yet");
+    let (status, first) = register(hub, &grid.edges[0], 0).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    assert_eq!(dry().await, (StatusCode::OK, vec!["de-fra-1".to_string()]));
+    assert_eq!(
+        register(hub, &grid.edges[2], 2).await.0,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        dry().await,
+        (StatusCode::OK, vec!["de-fra-1".into(), "us-nyc-1".into()])
+    );
+    let id = first["id"].as_str().expect("the JPD id");
+    let res = hub
+        .http
+        .delete(hub.server.url(&format!("/mc/api/v1/jpds/{id}")))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    assert_eq!(dry().await, (StatusCode::OK, vec!["us-nyc-1".to_string()]));
+}

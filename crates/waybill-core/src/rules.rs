@@ -217,6 +217,33 @@ impl Pattern {
     }
 }
 
+impl Pattern {
+    /// Whether a name from a [`SiteIndex`] matches: folded ASCII names are
+    /// compared as bytes with no further folding or decoding.
+    #[inline]
+    fn matches_indexed(&self, name: IndexedName<'_>) -> bool {
+        // Rule patterns always fold (`Pattern::new`): folded names suit them.
+        debug_assert!(self.fold, "site patterns are case-insensitive");
+        let bytes = match name {
+            IndexedName::Folded(b) => b,
+            IndexedName::Text(t) => return self.matches(t),
+        };
+        // The pattern's literals are folded too, so plain byte equality is exact.
+        match (&self.matcher, self.ascii.as_deref()) {
+            (Matcher::Any, _) => true,
+            (Matcher::Exact(_), Some(lit)) => bytes == lit,
+            (Matcher::Prefix(_), Some(lit)) => bytes.starts_with(lit),
+            (Matcher::Suffix(_), Some(lit)) => bytes.ends_with(lit),
+            (Matcher::General(tokens), _) => {
+                glob(tokens, bytes.len(), |t, c| bytes[t] as u32 == c as u32)
+            }
+            // A non-ASCII literal never equals ASCII text... except by
+            // folding (the Kelvin sign folds to `k`), so ask the char path.
+            _ => self.matches(std::str::from_utf8(bytes).unwrap_or_default()),
+        }
+    }
+}
+
 /// Compares folded `text` with `lit`; `whole` demands equal length, otherwise
 /// `lit` need only be a prefix of `text`.
 #[inline]
@@ -313,19 +340,13 @@ impl CompiledRule {
         self.site.matches(site_name) && self.matches_place(city, country)
     }
 
-    /// Whether this rule accepts every city and country.
-    fn any_place(&self) -> bool {
-        matches!(self.city.matcher, Matcher::Any)
-            && self
-                .countries
-                .iter()
-                .all(|p| matches!(p.matcher, Matcher::Any))
-    }
-
     /// Whether the city and country parts of this rule match.
     fn matches_place(&self, city: &str, country: &str) -> bool {
-        self.city.matches(city)
-            && (self.countries.is_empty() || self.countries.iter().any(|p| p.matches(country)))
+        self.city.matches(city) && self.matches_country(country)
+    }
+
+    fn matches_country(&self, country: &str) -> bool {
+        self.countries.is_empty() || self.countries.iter().any(|p| p.matches(country))
     }
 }
 
@@ -357,25 +378,60 @@ impl RuleSet {
 
     /// The sites any rule selects, in the order given.
     ///
-    /// Equal to filtering with `matches`, but faster on many sites: city and
-    /// country patterns are evaluated once per distinct (city, country) pair
-    /// (a few thousand, against hundreds of thousands of sites), so each site
-    /// costs one hash lookup plus the site-name patterns of the rules its
-    /// place already satisfies. Large sets are split across the cores.
+    /// Builds a [`SiteIndex`] and selects in it; a caller selecting often
+    /// among the same sites (the hub, between edge registrations) keeps the
+    /// index and calls [`RuleSet::select_in`] instead.
     pub fn select<'a>(&self, sites: &'a [EdgeSite]) -> Vec<&'a EdgeSite> {
-        if sites.len() < PARALLEL_MIN_SITES {
-            return self.select_serial(sites);
+        let index = SiteIndex::new(sites);
+        self.select_in(&index)
+            .into_iter()
+            .map(|i| &sites[i])
+            .collect()
+    }
+
+    /// The positions of the sites any rule selects, ascending.
+    ///
+    /// Equal to filtering with `matches`. City and country patterns are
+    /// evaluated once per distinct city and per distinct country (hundreds,
+    /// against hundreds of thousands of sites) into rule bitmasks; each site
+    /// then costs two mask loads and the site-name patterns of the rules its
+    /// place satisfies, compared as bytes against names folded in advance.
+    /// Large sets are split across the cores.
+    pub fn select_in(&self, index: &SiteIndex) -> Vec<usize> {
+        let words = self.rules.len().div_ceil(64).max(1);
+        let masks = |values: &[String], matches: &dyn Fn(&CompiledRule, &str) -> bool| {
+            let mut out = vec![0u64; values.len() * words];
+            for (v, value) in values.iter().enumerate() {
+                for (r, rule) in self.rules.iter().enumerate() {
+                    if matches(rule, value) {
+                        out[v * words + r / 64] |= 1 << (r % 64);
+                    }
+                }
+            }
+            out
+        };
+        let places = Places {
+            words,
+            city: masks(&index.cities, &|r, c| r.city.matches(c)),
+            country: masks(&index.countries, &|r, cc| r.matches_country(cc)),
+        };
+        let n = index.len();
+        if n < PARALLEL_MIN_SITES {
+            return self.select_range(index, &places, 0..n);
         }
         // Asked only for large sets: on Linux this reads cgroup files.
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         if threads < 2 {
-            return self.select_serial(sites);
+            return self.select_range(index, &places, 0..n);
         }
-        let chunk = sites.len().div_ceil(threads);
+        let chunk = n.div_ceil(threads);
         std::thread::scope(|scope| {
-            let parts: Vec<_> = sites
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || self.select_serial(part)))
+            let parts: Vec<_> = (0..n)
+                .step_by(chunk)
+                .map(|from| {
+                    let places = &places;
+                    scope.spawn(move || self.select_range(index, places, from..n.min(from + chunk)))
+                })
                 .collect();
             let mut selected = Vec::new();
             for part in parts {
@@ -386,34 +442,25 @@ impl RuleSet {
         })
     }
 
-    fn select_serial<'a>(&self, sites: &'a [EdgeSite]) -> Vec<&'a EdgeSite> {
-        if self.rules.iter().all(CompiledRule::any_place) {
-            // Nothing to memoise (also no rules): a lookup would cost more than it saves.
-            return sites.iter().filter(|s| self.matches(s)).collect();
-        }
-        let words = self.rules.len().div_ceil(64);
-        // (city, country) -> offset of its rule bitmask in `masks`.
-        let mut places: HashMap<(&str, &str), usize, BuildHasherDefault<FxHasher>> =
-            HashMap::default();
-        let mut masks: Vec<u64> = Vec::new();
+    fn select_range(
+        &self,
+        index: &SiteIndex,
+        places: &Places,
+        range: std::ops::Range<usize>,
+    ) -> Vec<usize> {
+        let words = places.words;
         let mut selected = Vec::new();
-        for site in sites {
-            let key = (site.city_name.as_str(), site.country_code.as_str());
-            let at = *places.entry(key).or_insert_with(|| {
-                let at = masks.len();
-                masks.resize(at + words, 0);
-                for (i, rule) in self.rules.iter().enumerate() {
-                    if rule.matches_place(key.0, key.1) {
-                        masks[at + i / 64] |= 1 << (i % 64);
-                    }
-                }
-                at
-            });
-            let hit = masks[at..at + words].iter().enumerate().any(|(w, &bits)| {
-                let mut bits = bits;
+        for i in range {
+            let (city, country) = (
+                index.city_of[i] as usize * words,
+                index.country_of[i] as usize * words,
+            );
+            let name = index.name(i);
+            let hit = (0..words).any(|w| {
+                let mut bits = places.city[city + w] & places.country[country + w];
                 while bits != 0 {
                     let rule = &self.rules[w * 64 + bits.trailing_zeros() as usize];
-                    if rule.site.matches(&site.name) {
+                    if rule.site.matches_indexed(name) {
                         return true;
                     }
                     bits &= bits - 1;
@@ -421,10 +468,109 @@ impl RuleSet {
                 false
             });
             if hit {
-                selected.push(site);
+                selected.push(i);
             }
         }
         selected
+    }
+}
+
+/// Per-rule bitmasks of each distinct city and country, `words` u64s each.
+struct Places {
+    words: usize,
+    city: Vec<u64>,
+    country: Vec<u64>,
+}
+
+/// Sites laid out for selection: cities and countries interned, names
+/// folded in advance and stored back to back.
+///
+/// Build it once per change of the site list (the hub caches one) and select
+/// in it with [`RuleSet::select_in`] as often as needed.
+#[derive(Clone, Debug, Default)]
+pub struct SiteIndex {
+    /// Every site name, folded when ASCII (the common case) and as given
+    /// otherwise, back to back.
+    names: String,
+    /// Where each name ends in `names`.
+    ends: Vec<u32>,
+    /// Whether each name is ASCII, so compared as folded bytes.
+    ascii: Vec<bool>,
+    city_of: Vec<u32>,
+    country_of: Vec<u32>,
+    cities: Vec<String>,
+    countries: Vec<String>,
+}
+
+/// A site name as stored in a [`SiteIndex`].
+#[derive(Clone, Copy)]
+enum IndexedName<'a> {
+    /// ASCII, already lower-cased.
+    Folded(&'a [u8]),
+    /// Anything else, as given.
+    Text(&'a str),
+}
+
+impl SiteIndex {
+    /// Indexes `sites`, keeping their order.
+    pub fn new(sites: &[EdgeSite]) -> SiteIndex {
+        type Interner<'a> = HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>;
+        fn intern<'a>(map: &mut Interner<'a>, values: &mut Vec<String>, v: &'a str) -> u32 {
+            *map.entry(v).or_insert_with(|| {
+                values.push(v.to_string());
+                (values.len() - 1) as u32
+            })
+        }
+        let mut index = SiteIndex {
+            names: String::with_capacity(sites.iter().map(|s| s.name.len()).sum()),
+            ends: Vec::with_capacity(sites.len()),
+            ascii: Vec::with_capacity(sites.len()),
+            city_of: Vec::with_capacity(sites.len()),
+            country_of: Vec::with_capacity(sites.len()),
+            ..SiteIndex::default()
+        };
+        let (mut cities, mut countries) = (Interner::default(), Interner::default());
+        for site in sites {
+            let ascii = site.name.is_ascii();
+            if ascii {
+                index
+                    .names
+                    .extend(site.name.chars().map(|c| c.to_ascii_lowercase()));
+            } else {
+                index.names.push_str(&site.name);
+            }
+            index.ends.push(index.names.len() as u32);
+            index.ascii.push(ascii);
+            index
+                .city_of
+                .push(intern(&mut cities, &mut index.cities, &site.city_name));
+            index.country_of.push(intern(
+                &mut countries,
+                &mut index.countries,
+                &site.country_code,
+            ));
+        }
+        index
+    }
+
+    /// How many sites.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether there are no sites.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn name(&self, i: usize) -> IndexedName<'_> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        let text = &self.names[start..self.ends[i] as usize];
+        if self.ascii[i] {
+            IndexedName::Folded(text.as_bytes())
+        } else {
+            IndexedName::Text(text)
+        }
     }
 }
 
@@ -598,7 +744,7 @@ mod tests {
             prop_oneof![
                 3 => Just('*'),
                 2 => Just('?'),
-                4 => proptest::sample::select(vec!['a', 'b', 'A', 'k', 'ü', 'Ü', 'İ', '.', '[', '-']),
+                4 => proptest::sample::select(vec!['a', 'b', 'A', 'k', '\u{212A}', 'ü', 'Ü', 'İ', '.', '[', '-']),
             ],
             0..8,
         )

@@ -151,16 +151,12 @@ pub(crate) async fn distribute(
         )));
     }
     let rules = rules_from(body.distribution_rules);
-    let sites = state.store.list_sites().await?;
-    let selected: Vec<EdgeSite> = RuleSet::new(&rules)
-        .select(&sites)
-        .into_iter()
-        .cloned()
-        .collect();
+    let sites = state.sites.get(state.store.as_ref()).await?;
+    let selected = sites.select(&RuleSet::new(&rules));
     if selected.is_empty() {
         return Err(ApiError::bad_request(format!(
             "the distribution rules match none of the {} registered edge sites",
-            sites.len()
+            sites.sites.len()
         )));
     }
     let selected = crate::authz::allowed_sites(&state, &who, Action::Distribute, selected).await?;
@@ -807,16 +803,12 @@ pub(crate) async fn delete_from_edges(
     }
     let v = crate::bundles::existing_version(&state, &name, &version).await?;
     let rules = rules_from(body.distribution_rules);
-    let sites = state.store.list_sites().await?;
-    let selected: Vec<EdgeSite> = RuleSet::new(&rules)
-        .select(&sites)
-        .into_iter()
-        .cloned()
-        .collect();
+    let sites = state.sites.get(state.store.as_ref()).await?;
+    let selected = sites.select(&RuleSet::new(&rules));
     if selected.is_empty() {
         return Err(ApiError::bad_request(format!(
             "the distribution rules match none of the {} registered edge sites",
-            sites.len()
+            sites.sites.len()
         )));
     }
     let selected = crate::authz::allowed_sites(&state, &who, Action::Delete, selected).await?;

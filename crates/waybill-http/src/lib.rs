@@ -53,6 +53,8 @@ pub struct AppState {
     pub retry: distribute::RetryPolicy,
     /// Cancellation flags of the trackers the engine is running now.
     pub running: distribute::Running,
+    /// The edge sites and their selection index.
+    pub sites: sites::SiteCache,
 }
 
 impl AppState {
@@ -74,6 +76,7 @@ impl AppState {
                 .unwrap_or_default(),
             retry: distribute::RetryPolicy::default(),
             running: distribute::Running::default(),
+            sites: sites::SiteCache::default(),
         }
     }
 }

@@ -4,15 +4,94 @@
 //! as the site id, and sends it the hub's current signing public key.
 //! Pairing tokens are stored but never returned.
 
+use std::sync::{Arc, Mutex};
+
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use waybill_core::auth::Secret;
+use waybill_core::rules::{RuleSet, SiteIndex};
 use waybill_core::site::{EdgeSite, ServiceId};
+use waybill_core::store::Store;
 
 use crate::{ApiError, AppState, Json, Principal};
+
+/// The registered sites with their selection index, rebuilt only when the
+/// site list changes (registration, deletion) rather than on every
+/// distribution: building the index costs several selections.
+#[derive(Clone, Debug, Default)]
+pub struct SiteCache(Arc<Mutex<CacheState>>);
+
+#[derive(Debug, Default)]
+struct CacheState {
+    /// Bumped by every change; a build started before a change is not kept.
+    generation: u64,
+    current: Option<Arc<IndexedSites>>,
+}
+
+/// Every registered site and its [`SiteIndex`].
+#[derive(Debug)]
+pub struct IndexedSites {
+    /// The sites, in store order.
+    pub sites: Vec<EdgeSite>,
+    /// Their index, position for position.
+    pub index: SiteIndex,
+}
+
+impl IndexedSites {
+    /// The sites `rules` select.
+    pub fn select(&self, rules: &RuleSet) -> Vec<EdgeSite> {
+        rules
+            .select_in(&self.index)
+            .into_iter()
+            .map(|i| self.sites[i].clone())
+            .collect()
+    }
+}
+
+impl SiteCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        // The state is two plain fields, consistent at every await-free step.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current sites and index, built from the store when stale.
+    pub async fn get(&self, store: &dyn Store) -> Result<Arc<IndexedSites>, ApiError> {
+        let generation = {
+            let state = self.lock();
+            if let Some(current) = &state.current {
+                return Ok(current.clone());
+            }
+            state.generation
+        };
+        let sites = store.list_sites().await?;
+        let built = tokio::task::spawn_blocking(move || {
+            let index = SiteIndex::new(&sites);
+            Arc::new(IndexedSites { sites, index })
+        })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "indexing the edge sites failed",
+            )
+        })?;
+        let mut state = self.lock();
+        if state.generation == generation {
+            state.current = Some(built.clone());
+        }
+        Ok(built)
+    }
+
+    /// Forgets the index; call after every change to the site list.
+    pub fn invalidate(&self) {
+        let mut state = self.lock();
+        state.generation += 1;
+        state.current = None;
+    }
+}
 
 #[derive(Deserialize)]
 pub(crate) struct Location {
@@ -156,7 +235,9 @@ async fn save(state: &AppState, body: JpdBody, id: ServiceId) -> Result<EdgeSite
         pairing_token: Secret::new(body.token),
         tags: body.tags,
     };
-    match state.store.put_site(site.clone()).await {
+    let saved = state.store.put_site(site.clone()).await;
+    state.sites.invalidate();
+    match saved {
         Ok(()) => Ok(site),
         Err(e) if e.kind() == waybill_core::StoreErrorKind::Conflict => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -261,7 +342,9 @@ pub(crate) async fn remove(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
-    if !state.store.delete_site(&parse_id(&id)?).await? {
+    let deleted = state.store.delete_site(&parse_id(&id)?).await;
+    state.sites.invalidate();
+    if !deleted? {
         return Err(ApiError::not_found(format!("no edge has id '{id}'")));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
