@@ -6,7 +6,10 @@
 //!   anchored regexes, `wildmatch` and `globset`, over 10k, 100k and 1M sites
 //!   with 1, 10 and 100 rules.
 //! - `checksum`: the core's `Sha256Hasher` and three-digest `Ingest` (the deploy
-//!   path) fed 64 KiB chunks, beside raw ring SHA-256 and raw MD5.
+//!   path) fed a 256 MiB stream in 64 KiB chunks, beside raw ring SHA-256 and
+//!   raw MD5.
+//! - `checksum_many_files`: 64 files of 4 MiB through `Ingest` on one worker
+//!   and on two, with all three digests (deploy) and SHA-256 only (edge).
 
 use std::borrow::Cow;
 
@@ -245,13 +248,19 @@ fn edge_selection(c: &mut Criterion) {
     group.finish();
 }
 
+/// Bytes that do not compress or repeat in any way a digest could exploit.
+fn stream(len: usize) -> Vec<u8> {
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
+}
+
 fn checksum(c: &mut Criterion) {
-    let data: Vec<u8> = (0..16 << 20)
-        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    // The workload: a 256 MiB stream arriving in 64 KiB chunks.
+    let data = stream(256 << 20);
     let mut group = c.benchmark_group("checksum");
     group.throughput(Throughput::Bytes(data.len() as u64));
-    group.sample_size(20);
+    group.sample_size(10);
     group.bench_function("sha256_ingest_64k_chunks", |b| {
         b.iter(|| {
             let mut h = Sha256Hasher::new();
@@ -282,5 +291,50 @@ fn checksum(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, edge_selection, checksum);
+/// Ingests `files` one after another in 64 KiB chunks.
+fn ingest_all(files: &[&[u8]], new: impl Fn() -> Ingest) -> usize {
+    files
+        .iter()
+        .map(|f| {
+            let mut i = new();
+            for chunk in f.chunks(64 << 10) {
+                i.update(chunk);
+            }
+            black_box(i.finish());
+        })
+        .count()
+}
+
+/// Many files through the core's `Ingest`, as concurrent deploys (or an
+/// edge receiving several blobs) run it: one worker, then two.
+fn checksum_many_files(c: &mut Criterion) {
+    let data = stream(256 << 20);
+    let files: Vec<&[u8]> = data.chunks(4 << 20).collect();
+    let vouched = Ingest::of(b"");
+    let mut group = c.benchmark_group("checksum_many_files");
+    group.throughput(Throughput::Bytes(data.len() as u64));
+    group.sample_size(10);
+    let kinds: [(&str, &(dyn Fn() -> Ingest + Sync)); 2] = [
+        ("all_three", &Ingest::new),
+        // What an edge runs: SHA-256 only, the rest vouched for by the hub.
+        ("sha256_vouched", &|| Ingest::vouched(vouched.sha1, vouched.md5)),
+    ];
+    for (kind, new) in kinds {
+        group.bench_function(BenchmarkId::new(kind, "one_worker"), |b| {
+            b.iter(|| ingest_all(&files, new))
+        });
+        group.bench_function(BenchmarkId::new(kind, "two_workers"), |b| {
+            b.iter(|| {
+                let (left, right) = files.split_at(files.len() / 2);
+                std::thread::scope(|s| {
+                    let other = s.spawn(|| ingest_all(right, new));
+                    ingest_all(left, new) + other.join().unwrap()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, edge_selection, checksum, checksum_many_files);
 criterion_main!(benches);
