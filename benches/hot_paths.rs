@@ -317,7 +317,9 @@ fn checksum_many_files(c: &mut Criterion) {
     let kinds: [(&str, &(dyn Fn() -> Ingest + Sync)); 2] = [
         ("all_three", &Ingest::new),
         // What an edge runs: SHA-256 only, the rest vouched for by the hub.
-        ("sha256_vouched", &|| Ingest::vouched(vouched.sha1, vouched.md5)),
+        ("sha256_vouched", &|| {
+            Ingest::vouched(vouched.sha1, vouched.md5)
+        }),
     ];
     for (kind, new) in kinds {
         group.bench_function(BenchmarkId::new(kind, "one_worker"), |b| {

@@ -28,6 +28,34 @@ enum Command {
     Serve(ServeArgs),
     /// Run an edge node: a read-only artifact server that receives bundles from its hub.
     Edge(EdgeArgs),
+    /// Write a detached, armored OpenPGP signature of a file to <file>.asc
+    /// (the passphrase, if any, comes from WAYBILL_SIGNING_PASSPHRASE).
+    Sign(SignArgs),
+    /// Check a detached OpenPGP signature (<file>.asc unless given) of a file.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SignArgs {
+    /// Armored OpenPGP private key.
+    #[arg(long)]
+    key: PathBuf,
+
+    /// The file to sign.
+    file: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct VerifyArgs {
+    /// Armored OpenPGP public key.
+    #[arg(long)]
+    key: PathBuf,
+
+    /// The signed file.
+    file: PathBuf,
+
+    /// The armored signature; defaults to <file>.asc.
+    signature: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -83,6 +111,12 @@ const ADMIN_PASSWORD_ENV: &str = "WAYBILL_ADMIN_PASSWORD";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Offline commands need neither logging nor a runtime.
+    match &cli.command {
+        Command::Sign(args) => return sign(args),
+        Command::Verify(args) => return verify(args),
+        _ => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WAYBILL_LOG")
@@ -97,7 +131,60 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Edge(args) => runtime.block_on(edge(args)),
+        Command::Sign(_) | Command::Verify(_) => unreachable!("handled before the runtime starts"),
     }
+}
+
+/// The environment variable holding a signing key's passphrase: never a
+/// flag, which any user could read from the process list.
+const SIGNING_PASSPHRASE_ENV: &str = "WAYBILL_SIGNING_PASSPHRASE";
+
+fn read_text(path: &Path, what: &str) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+fn sign(args: &SignArgs) -> anyhow::Result<()> {
+    use waybill::signing::Signer as _;
+    let key = read_text(&args.key, "the private key")?;
+    let passphrase = std::env::var(SIGNING_PASSPHRASE_ENV).unwrap_or_default();
+    let signer = waybill_pgp::PgpSigner::unlock(&key, &passphrase).map_err(|e| match e {
+        waybill_pgp::PgpError::Passphrase => anyhow::anyhow!(
+            "the passphrase in {SIGNING_PASSPHRASE_ENV} (unset or wrong) does not unlock {}",
+            args.key.display()
+        ),
+        e => anyhow::Error::new(e).context(format!("reading the key {}", args.key.display())),
+    })?;
+    let data =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let signature = signer.sign_openpgp(&data)?;
+    let mut out = args.file.clone().into_os_string();
+    out.push(".asc");
+    std::fs::write(&out, signature)
+        .with_context(|| format!("writing {}", Path::new(&out).display()))?;
+    println!("{}", Path::new(&out).display());
+    Ok(())
+}
+
+fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
+    let key = read_text(&args.key, "the public key")?;
+    let sig_path = args.signature.clone().unwrap_or_else(|| {
+        let mut p = args.file.clone().into_os_string();
+        p.push(".asc");
+        p.into()
+    });
+    let signature = read_text(&sig_path, "the signature")?;
+    let data =
+        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    waybill_pgp::verify_detached(&key, &data, &signature).with_context(|| {
+        format!(
+            "{} does not verify against {} with {}",
+            sig_path.display(),
+            args.file.display(),
+            args.key.display()
+        )
+    })?;
+    println!("good signature: {}", args.file.display());
+    Ok(())
 }
 
 /// A node's store, blobs, identity and bootstrap admin, ready to serve.

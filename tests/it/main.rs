@@ -2,6 +2,7 @@
 //! real HTTP on 127.0.0.1 with ephemeral ports.
 //!
 //! - `support`: starting and stopping servers.
+//! - `cli`: the offline `sign` and `verify` commands.
 //! - `serve`: start-up, bootstrap, ping/info, auth, settings, shutdown.
 //! - `authz_matrix`: every endpoint against every kind of caller.
 //! - `bundles`: release bundles v1 and signing keys.
@@ -12,6 +13,7 @@
 
 mod authz_matrix;
 mod bundles;
+mod cli;
 mod distribution;
 mod layering;
 mod security;

@@ -4,10 +4,16 @@
 //! - `test`: the whole test suite, as README.md names it.
 //! - `ci`: exactly what CI runs (`.ci/run`).
 //! - `dist`: release binaries (`release-lto` profile, stripped) as a tar.gz
-//!   plus `SHA256SUMS` in `dist/`.
+//!   plus `SHA256SUMS` in `dist/`, and a detached OpenPGP signature of the
+//!   archive when `WAYBILL_DIST_SIGNING_KEY` names an armored private key
+//!   (passphrase in `WAYBILL_SIGNING_PASSPHRASE`).
+//! - `bench-e2e`: installs rsync if missing, then runs the end-to-end bench.
+//! - `bench-report`: runs the criterion benches and writes their medians and
+//!   ratios as markdown to `target/bench-report.md`.
 //!
 //! It has no dependencies on purpose: it must build in seconds on a fresh machine.
 
+mod report;
 mod tidy;
 
 use std::env;
@@ -21,9 +27,16 @@ fn main() -> ExitCode {
         "test" => test(&args[1..]),
         "ci" => run(Command::new("bash").arg(project_root().join(".ci/run"))),
         "dist" => dist(),
+        "bench-e2e" => bench_e2e(),
+        "bench-report" => report::bench_report(&args[1..]),
         "help" | "--help" | "-h" => {
             println!(
-                "usage: cargo xtask <test|ci|dist>\n\n  test  run the whole test suite\n  ci    run what CI runs (.ci/run)\n  dist  build release archives into dist/"
+                "usage: cargo xtask <task>\n\n\
+                 \x20 test          run the whole test suite\n\
+                 \x20 ci            run what CI runs (.ci/run)\n\
+                 \x20 dist          build a release archive into dist/ (signed if WAYBILL_DIST_SIGNING_KEY is set)\n\
+                 \x20 bench-e2e     hub and three edges against rsync (installs rsync if missing)\n\
+                 \x20 bench-report  run the criterion benches and write target/bench-report.md"
             );
             Ok(())
         }
@@ -36,6 +49,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR` or `target/`).
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"))
 }
 
 fn project_root() -> PathBuf {
@@ -109,7 +129,7 @@ fn dist() -> Result<(), String> {
     let stage = dist.join(&name);
     let _ = std::fs::remove_dir_all(&stage);
     std::fs::create_dir_all(&stage).map_err(|e| e.to_string())?;
-    let bin = root.join("target/release-lto/waybill");
+    let bin = target_dir().join("release-lto/waybill");
     std::fs::copy(&bin, stage.join("waybill")).map_err(|e| format!("{}: {e}", bin.display()))?;
     for doc in ["README.md", "ARCHITECTURE.md"] {
         std::fs::copy(root.join(doc), stage.join(doc)).map_err(|e| format!("{doc}: {e}"))?;
@@ -134,5 +154,50 @@ fn dist() -> Result<(), String> {
     std::fs::write(dist.join("SHA256SUMS"), &sums.stdout).map_err(|e| e.to_string())?;
     println!("{}", String::from_utf8_lossy(&sums.stdout).trim());
     println!("wrote dist/{archive} and dist/SHA256SUMS");
+    if let Some(key) = env::var_os("WAYBILL_DIST_SIGNING_KEY") {
+        // The binary just built signs its own archive, then checks the result
+        // against the public half when one is given.
+        let archive_path = dist.join(&archive);
+        run(Command::new(&bin)
+            .arg("sign")
+            .arg("--key")
+            .arg(&key)
+            .arg(&archive_path))?;
+        if let Some(public) = env::var_os("WAYBILL_DIST_PUBLIC_KEY") {
+            run(Command::new(&bin)
+                .arg("verify")
+                .arg("--key")
+                .arg(public)
+                .arg(&archive_path))?;
+        }
+        println!("wrote dist/{archive}.asc");
+    }
+    Ok(())
+}
+
+/// Installs rsync through apt when it is missing (it is the e2e baseline),
+/// then runs the end-to-end bench.
+fn bench_e2e() -> Result<(), String> {
+    let has_rsync = || {
+        Command::new("rsync")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !has_rsync() {
+        eprintln!("xtask: rsync is missing; installing it with apt-get");
+        let apt = |args: &[&str]| {
+            let mut cmd = Command::new("apt-get");
+            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            run(&mut cmd)
+        };
+        apt(&["install", "-y", "-q", "rsync"])
+            .or_else(|_| {
+                apt(&["update", "-q"]).and_then(|()| apt(&["install", "-y", "-q", "rsync"]))
+            })
+            .map_err(|e| format!("could not install rsync ({e}); install it and rerun"))?;
+    }
+    run(cargo().args(["bench", "--bench", "e2e"]))?;
+    println!("report: {}", target_dir().join("bench-e2e.md").display());
     Ok(())
 }
