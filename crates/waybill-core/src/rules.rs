@@ -340,6 +340,15 @@ impl CompiledRule {
         self.site.matches(site_name) && self.matches_place(city, country)
     }
 
+    /// Whether this rule accepts every city and country.
+    fn any_place(&self) -> bool {
+        matches!(self.city.matcher, Matcher::Any)
+            && self
+                .countries
+                .iter()
+                .all(|p| matches!(p.matcher, Matcher::Any))
+    }
+
     /// Whether the city and country parts of this rule match.
     fn matches_place(&self, city: &str, country: &str) -> bool {
         self.city.matches(city) && self.matches_country(country)
@@ -382,6 +391,11 @@ impl RuleSet {
     /// among the same sites (the hub, between edge registrations) keeps the
     /// index and calls [`RuleSet::select_in`] instead.
     pub fn select<'a>(&self, sites: &'a [EdgeSite]) -> Vec<&'a EdgeSite> {
+        if self.rules.iter().all(CompiledRule::any_place) {
+            // Only names matter (also when there are no rules): an index
+            // would cost more than it saves.
+            return sites.iter().filter(|s| self.matches(s)).collect();
+        }
         let index = SiteIndex::new(sites);
         self.select_in(&index)
             .into_iter()
@@ -514,12 +528,25 @@ enum IndexedName<'a> {
 impl SiteIndex {
     /// Indexes `sites`, keeping their order.
     pub fn new(sites: &[EdgeSite]) -> SiteIndex {
-        type Interner<'a> = HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>;
+        /// Distinct values to ids, remembering the last one: neighbouring
+        /// sites often share a city and country.
+        #[derive(Default)]
+        struct Interner<'a> {
+            ids: HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>,
+            last: Option<(&'a str, u32)>,
+        }
         fn intern<'a>(map: &mut Interner<'a>, values: &mut Vec<String>, v: &'a str) -> u32 {
-            *map.entry(v).or_insert_with(|| {
+            if let Some((last, id)) = map.last
+                && last == v
+            {
+                return id;
+            }
+            let id = *map.ids.entry(v).or_insert_with(|| {
                 values.push(v.to_string());
                 (values.len() - 1) as u32
-            })
+            });
+            map.last = Some((v, id));
+            id
         }
         let mut index = SiteIndex {
             names: String::with_capacity(sites.iter().map(|s| s.name.len()).sum()),
@@ -532,12 +559,10 @@ impl SiteIndex {
         let (mut cities, mut countries) = (Interner::default(), Interner::default());
         for site in sites {
             let ascii = site.name.is_ascii();
+            let start = index.names.len();
+            index.names.push_str(&site.name);
             if ascii {
-                index
-                    .names
-                    .extend(site.name.chars().map(|c| c.to_ascii_lowercase()));
-            } else {
-                index.names.push_str(&site.name);
+                index.names[start..].make_ascii_lowercase();
             }
             index.ends.push(index.names.len() as u32);
             index.ascii.push(ascii);
