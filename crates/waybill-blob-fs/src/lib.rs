@@ -66,16 +66,24 @@ impl FsBlobStore {
     }
 }
 
+/// Bytes a writer holds before it hashes and writes them out. A blob up to
+/// this size costs one blocking call in all (at commit) rather than one for
+/// the file, one per chunk and one to commit, each a thread hand-off; it also
+/// keeps `Ingest::finish` (which may join the MD5 thread) off the runtime.
+const SPILL_AT: usize = 2 << 20;
+
 struct FsBlobWriter {
-    // `None` once handed to a blocking task and not yet given back.
+    /// Created on the first spill (or at commit).
     file: Option<File>,
     tmp_path: PathBuf,
+    /// `None` once a blocking step failed, or while one runs.
     ingest: Option<Ingest>,
     size: u64,
     final_dir: PathBuf,
-    /// Reused for every chunk: a fresh megabyte per write costs page faults
-    /// and unmaps (TLB shootdowns across the runtime's threads).
-    scratch: Vec<u8>,
+    /// Bytes not yet hashed and written. The buffer is reused: a fresh
+    /// megabyte per write costs page faults and unmaps (TLB shootdowns
+    /// across the runtime's threads).
+    pending: Vec<u8>,
 }
 
 impl Drop for FsBlobWriter {
@@ -94,22 +102,13 @@ impl BlobStore for FsBlobStore {
             .root
             .join("tmp")
             .join(format!("{}-{n}.part", std::process::id()));
-        let path = tmp_path.clone();
-        let file = blocking("writer", move || {
-            File::options()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(|e| io_err("writer", e))
-        })
-        .await?;
         Ok(Box::new(FsBlobWriter {
-            file: Some(file),
+            file: None,
             tmp_path,
             ingest: Some(ingest),
             size: 0,
             final_dir: self.root.join("sha256"),
-            scratch: Vec::new(),
+            pending: Vec::new(),
         }))
     }
 
@@ -157,65 +156,92 @@ impl BlobStore for FsBlobStore {
     }
 }
 
+/// Hashes and appends `buf` to the temp file, creating it first if needed.
+fn append(
+    file: Option<File>,
+    path: &Path,
+    ingest: &mut Ingest,
+    buf: &[u8],
+) -> Result<File, StoreError> {
+    let mut file = match file {
+        Some(f) => f,
+        None => File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| io_err("write", e))?,
+    };
+    // Hashing here keeps a second pass over the file off the commit path.
+    ingest.update(buf);
+    file.write_all(buf).map_err(|e| io_err("write", e))?;
+    Ok(file)
+}
+
+fn earlier_failure(op: &'static str) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, op, "an earlier write failed")
+}
+
 #[async_trait]
 impl BlobWriter for FsBlobWriter {
     async fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
-        let (Some(mut file), Some(mut ingest)) = (self.file.take(), self.ingest.take()) else {
-            return Err(StoreError::new(
-                StoreErrorKind::Unavailable,
-                "write",
-                "an earlier write failed",
-            ));
-        };
-        let mut buf = std::mem::take(&mut self.scratch);
-        buf.clear();
-        buf.extend_from_slice(chunk);
-        let (file, ingest, buf) = blocking("write", move || {
-            // Hashing here keeps a second pass over the file off the commit path.
-            ingest.update(&buf);
-            file.write_all(&buf).map_err(|e| io_err("write", e))?;
-            Ok((file, ingest, buf))
+        if self.ingest.is_none() {
+            return Err(earlier_failure("write"));
+        }
+        self.pending.extend_from_slice(chunk);
+        self.size += chunk.len() as u64;
+        if self.pending.len() < SPILL_AT {
+            return Ok(());
+        }
+        let (file, ingest) = (self.file.take(), self.ingest.take());
+        let buf = std::mem::take(&mut self.pending);
+        let path = self.tmp_path.clone();
+        let (file, ingest, mut buf) = blocking("write", move || {
+            let mut i = ingest.ok_or_else(|| earlier_failure("write"))?;
+            let file = append(file, &path, &mut i, &buf)?;
+            Ok((file, i, buf))
         })
         .await?;
-        self.scratch = buf;
-        self.size = ingest.len();
+        buf.clear();
+        self.pending = buf;
         self.file = Some(file);
         self.ingest = Some(ingest);
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>, expected: Expected) -> Result<BlobInfo, StoreError> {
-        let (Some(file), Some(ingest)) = (self.file.take(), self.ingest.take()) else {
-            return Err(StoreError::new(
-                StoreErrorKind::Unavailable,
-                "commit",
-                "an earlier write failed",
-            ));
-        };
-        let checksums = ingest.finish();
-        expected.check(&checksums)?;
-        let digest = checksums.sha256;
+        let mut ingest = self
+            .ingest
+            .take()
+            .ok_or_else(|| earlier_failure("commit"))?;
+        let (file, path) = (self.file.take(), self.tmp_path.clone());
+        let pending = std::mem::take(&mut self.pending);
         let size = self.size;
-        let tmp = self.tmp_path.clone();
-        let dir = self.final_dir.join(&digest.to_hex()[..2]);
-        blocking("commit", move || {
+        let final_dir = self.final_dir.clone();
+        // One blocking call: the rest of the bytes, the digest check, then
+        // durability (fsync, rename, fsync of the directory).
+        let checksums = blocking("commit", move || {
+            let file = append(file, &path, &mut ingest, &pending)?;
+            let checksums = ingest.finish();
+            expected.check(&checksums)?;
             file.sync_all().map_err(|e| io_err("commit", e))?;
             drop(file);
+            let hex = checksums.sha256.to_hex();
+            let dir = final_dir.join(&hex[..2]);
             fs::create_dir_all(&dir).map_err(|e| io_err("commit", e))?;
-            let dest = dir.join(digest.to_hex());
+            let dest = dir.join(hex);
             // Same content already stored: keep the existing copy.
             if !dest.exists() {
-                fs::rename(&tmp, &dest).map_err(|e| io_err("commit", e))?;
+                fs::rename(&path, &dest).map_err(|e| io_err("commit", e))?;
                 // The rename is durable only once its directory is synced.
                 File::open(&dir)
                     .and_then(|d| d.sync_all())
                     .map_err(|e| io_err("commit", e))?;
             }
-            Ok(())
+            Ok(checksums)
         })
         .await?;
         Ok(BlobInfo {
-            digest,
+            digest: checksums.sha256,
             checksums,
             size,
         })
