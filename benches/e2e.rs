@@ -22,7 +22,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{ADMIN_PW, Hub, Launch, Server};
 
 const PASSPHRASE: &str = "correct horse battery staple";
@@ -45,15 +45,6 @@ fn mixed_sizes(files: usize, total: usize) -> Vec<usize> {
     let short = total - sizes.iter().sum::<usize>();
     sizes[0] += short;
     sizes
-}
-
-fn dist(hub: &Hub, method: Method, path: &str) -> reqwest::RequestBuilder {
-    hub.http
-        .request(
-            method,
-            hub.server.url(&format!("/distribution/api/v1/{path}")),
-        )
-        .basic_auth("admin", Some(ADMIN_PW))
 }
 
 fn key_fixture(name: &str) -> String {
@@ -98,14 +89,7 @@ async fn edges(hub: &Hub, round: usize) -> Vec<Edge> {
         let server = launch.start();
         let body = json!({"name": site, "url": server.base, "token": token,
                           "location": {"city_name": city, "country_code": cc}});
-        let res = hub
-            .http
-            .post(hub.server.url("/mc/api/v1/jpds"))
-            .basic_auth("admin", Some(ADMIN_PW))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let res = hub.post_jpd(&body).await;
         assert_eq!(res.status(), StatusCode::CREATED);
         out.push(Edge { server, _dir: dir });
     }
@@ -116,7 +100,8 @@ async fn create_signed(hub: &Hub, version: &str) {
     let body = json!({"name": "e2e", "version": version, "sign_immediately": true,
         "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\",\"type\":\"file\"})",
                               "mappings": [{"input": "^libs/(.*)$", "output": "prod/$1"}]}]}});
-    let res = dist(hub, Method::POST, "release_bundle")
+    let res = hub
+        .dist_api(Method::POST, "release_bundle")
         .header("X-Gpg-Passphrase", PASSPHRASE)
         .json(&body)
         .send()
@@ -138,7 +123,8 @@ async fn distribute(hub: &Hub, edges: &[Edge], version: &str, round: usize) -> R
     let (hub_before, edges_before) = (cpu_seconds(&hub.server), cpu(edges));
     let started = Instant::now();
     let rules = json!([{"site_name": format!("r{round}-*")}]);
-    let res = dist(hub, Method::POST, &format!("distribution/e2e/{version}"))
+    let res = hub
+        .dist_api(Method::POST, &format!("distribution/e2e/{version}"))
         .json(&json!({"distribution_rules": rules, "auto_create_missing_repositories": true}))
         .send()
         .await
@@ -147,17 +133,7 @@ async fn distribute(hub: &Hub, edges: &[Edge], version: &str, round: usize) -> R
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let id = body["id"].as_u64().unwrap();
     loop {
-        let t: Value = dist(
-            hub,
-            Method::GET,
-            &format!("release_bundle/e2e/{version}/distribution/{id}"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        let t = hub.tracker("e2e", version, id).await;
         match t["status"].as_str() {
             Some("Completed") => {
                 let wall = started.elapsed();

@@ -53,25 +53,13 @@ struct Grid {
 }
 
 fn dist(hub: &Hub, method: Method, path: &str) -> reqwest::RequestBuilder {
-    hub.http
-        .request(
-            method,
-            hub.server.url(&format!("/distribution/api/v1/{path}")),
-        )
-        .basic_auth("admin", Some(ADMIN_PW))
+    hub.dist_api(method, path)
 }
 
 async fn register(hub: &Hub, edge: &Edge, i: usize) -> (StatusCode, Value) {
     let (_, city, country) = EDGES[i];
     let body = json!({"name": edge.name, "url": edge.server.base, "token": edge.token, "location": {"city_name": city, "country_code": country}, "tags": ["test"]});
-    let res = hub
-        .http
-        .post(hub.server.url("/mc/api/v1/jpds"))
-        .basic_auth("admin", Some(ADMIN_PW))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = hub.post_jpd(&body).await;
     hub.json(res).await
 }
 
@@ -131,6 +119,20 @@ async fn grid(store: &str, register_edges: bool) -> Grid {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     Grid { hub, edges, files }
+}
+
+/// The `name`s of a distribution answer's `sites`, sorted.
+fn site_names(body: &Value) -> Vec<String> {
+    let mut names: Vec<String> = body["sites"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 /// Polls a tracker the way the JFrog CLI does (first poll at once, then at
@@ -274,14 +276,7 @@ async fn distribution_by_rules_delivers_verified_bytes_only_where_selected() {
             let (status, body) = hub.json(res).await;
             assert_eq!(status, StatusCode::OK, "{body}");
             assert_eq!(body["id"], 0);
-            let mut names: Vec<String> = body["sites"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|s| s["name"].as_str().unwrap().to_string())
-                .collect();
-            names.sort();
-            names
+            site_names(&body)
         };
         assert_eq!(dry(json!([{}])).await, ["de-fra-1", "de-muc-1", "us-nyc-1"]);
         assert_eq!(
@@ -604,14 +599,7 @@ async fn edges_refuse_strangers_and_register_themselves_idempotently() {
     }
     // The hub checks the token before it registers anything.
     let mut bad = json!({"name": "x", "url": edge.server.base, "token": "wrong", "location": {"city_name": "Frankfurt", "country_code": "DE"}});
-    let res = hub
-        .http
-        .post(hub.server.url("/mc/api/v1/jpds"))
-        .basic_auth("admin", Some(ADMIN_PW))
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
+    let res = hub.post_jpd(&bad).await;
     let (status, body) = hub.json(res).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
@@ -623,14 +611,7 @@ async fn edges_refuse_strangers_and_register_themselves_idempotently() {
     );
     bad["url"] = json!("http://127.0.0.1:1");
     bad["token"] = json!(edge.token);
-    let res = hub
-        .http
-        .post(hub.server.url("/mc/api/v1/jpds"))
-        .basic_auth("admin", Some(ADMIN_PW))
-        .json(&bad)
-        .send()
-        .await
-        .unwrap();
+    let res = hub.post_jpd(&bad).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST, "unreachable URL");
     let res = hub
         .http
@@ -1002,17 +983,7 @@ async fn delete_from_edges_removes_content_and_then_answers_404() {
 async fn wait_for_progress(hub: &Hub, name: &str, version: &str, id: u64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let t: Value = dist(
-            hub,
-            Method::GET,
-            &format!("release_bundle/{name}/{version}/distribution/{id}"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        let t = hub.tracker(name, version, id).await;
         assert_ne!(
             t["status"], "Completed",
             "the transfer finished before the crash could happen; use more data"
@@ -1049,14 +1020,7 @@ async fn edge_and_hub_crashes_mid_transfer_recover_and_complete() {
     let edge = edge_launch.start();
     edge_launch.listen = edge.base.trim_start_matches("http://").to_string();
     let body = json!({"name": "de-fra-1", "url": edge.base, "token": token, "location": {"city_name": "Frankfurt", "country_code": "DE"}});
-    let res = hub
-        .http
-        .post(hub.server.url("/mc/api/v1/jpds"))
-        .basic_auth("admin", Some(ADMIN_PW))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = hub.post_jpd(&body).await;
     assert_eq!(res.status(), StatusCode::CREATED);
 
     hub.create_repo("libs").await;
@@ -1446,15 +1410,7 @@ async fn permissions_decide_bundles_repositories_and_destinations() {
             .await
             .unwrap();
         let (status, body) = hub.json(res).await;
-        let mut names: Vec<String> = body["sites"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|s| s["name"].as_str().unwrap().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
+        let names = site_names(&body);
         (status, names, body)
     };
     let (status, names, _) = dry(json!([{}])).await;
@@ -1620,17 +1576,7 @@ async fn regression_blob_without_recorded_checksums_is_sent_again() {
     let data = dir.path().join("data");
     let edge = Launch::edge(&data, "de-fra-1", "Frankfurt", "DE", "tok").start();
     let body = json!({"name": "de-fra-1", "url": edge.base, "token": "tok", "location": {"city_name": "Frankfurt", "country_code": "DE"}});
-    assert_eq!(
-        hub.http
-            .post(hub.server.url("/mc/api/v1/jpds"))
-            .basic_auth("admin", Some(ADMIN_PW))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::CREATED
-    );
+    assert_eq!(hub.post_jpd(&body).await.status(), StatusCode::CREATED);
     hub.create_repo("libs").await;
     let file = content(300_000, 77);
     assert_eq!(
@@ -1677,15 +1623,7 @@ async fn selection_follows_registrations_and_deletions_at_once() {
             .await
             .unwrap();
         let (status, body) = hub.json(res).await;
-        let mut names: Vec<String> = body["sites"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|s| s["name"].as_str().unwrap().to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
+        let names = site_names(&body);
         (status, names)
     };
     assert_eq!(dry().await.0, StatusCode::BAD_REQUEST, "no edges yet");

@@ -223,6 +223,39 @@ impl Hub {
         )
     }
 
+    /// A request to `/distribution/api/v1/{path}` as the admin.
+    pub fn dist_api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(
+                method,
+                self.server.url(&format!("/distribution/api/v1/{path}")),
+            )
+            .basic_auth("admin", Some(ADMIN_PW))
+    }
+
+    /// One distribution tracker, as JSON.
+    pub async fn tracker(&self, name: &str, version: &str, id: u64) -> Value {
+        let path = format!("release_bundle/{name}/{version}/distribution/{id}");
+        let res = self
+            .dist_api(reqwest::Method::GET, &path)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        res.json().await.unwrap()
+    }
+
+    /// `POST /mc/api/v1/jpds` as the admin: registers an edge.
+    pub async fn post_jpd(&self, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.server.url("/mc/api/v1/jpds"))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn create_repo(&self, key: &str) {
         let res = self
             .req(reqwest::Method::PUT, &format!("api/repositories/{key}"))
