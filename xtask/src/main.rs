@@ -122,7 +122,7 @@ fn dist() -> Result<(), String> {
         "--bin",
         "waybill",
     ]))?;
-    let version = env!("CARGO_PKG_VERSION");
+    let version = workspace_version()?;
     let target = env::consts::ARCH.to_string() + "-" + env::consts::OS;
     let name = format!("waybill-{version}-{target}");
     let dist = root.join("dist");
@@ -175,6 +175,24 @@ fn dist() -> Result<(), String> {
     Ok(())
 }
 
+/// `version` under `[workspace.package]` in the root `Cargo.toml`: the
+/// release's version (this crate's own is 0.0.0).
+fn workspace_version() -> Result<String, String> {
+    let manifest = std::fs::read_to_string(project_root().join("Cargo.toml"))
+        .map_err(|e| format!("Cargo.toml: {e}"))?;
+    manifest
+        .split("[workspace.package]")
+        .nth(1)
+        .and_then(|section| {
+            section
+                .lines()
+                .take_while(|l| !l.starts_with('['))
+                .find_map(|l| l.strip_prefix("version = "))
+        })
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .ok_or_else(|| "no version under [workspace.package] in Cargo.toml".into())
+}
+
 /// Installs rsync through apt when it is missing (it is the e2e baseline),
 /// then runs the end-to-end bench.
 fn bench_e2e() -> Result<(), String> {
@@ -200,4 +218,17 @@ fn bench_e2e() -> Result<(), String> {
     run(cargo().args(["bench", "--bench", "e2e"]))?;
     println!("report: {}", target_dir().join("bench-e2e.md").display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_release_version_is_the_workspace_version() {
+        let v = super::workspace_version().unwrap();
+        assert_ne!(v, env!("CARGO_PKG_VERSION"), "not xtask's own 0.0.0");
+        assert!(
+            v.split('.').count() == 3 && v.split('.').all(|p| p.parse::<u32>().is_ok()),
+            "{v}"
+        );
+    }
 }
