@@ -109,6 +109,34 @@ const SERVICE_ID_SETTING: &str = "system.service_id";
 /// The environment variable that sets the first admin password.
 const ADMIN_PASSWORD_ENV: &str = "WAYBILL_ADMIN_PASSWORD";
 
+/// Every log line this process wrote recently, for support bundles.
+static LOGS: std::sync::LazyLock<waybill_http::LogRing> =
+    std::sync::LazyLock::new(waybill_http::LogRing::default);
+
+/// Log output goes to stderr and into `LOGS`.
+struct TeeLog;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for TeeLog {
+    type Writer = TeeLog;
+
+    fn make_writer(&'a self) -> TeeLog {
+        TeeLog
+    }
+}
+
+impl std::io::Write for TeeLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // Whole buffers only, so the ring never holds half of a line twice.
+        std::io::stderr().write_all(buf)?;
+        LOGS.write(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // Offline commands need neither logging nor a runtime.
@@ -122,7 +150,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_env("WAYBILL_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(TeeLog)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -217,6 +245,7 @@ async fn open_node(
     bootstrap_admin(store.as_ref(), &args.data_dir, &rng).await?;
     let mut state = waybill_http::AppState::new(store, blobs, service_id);
     state.retry = retry_policy()?;
+    state.logs = LOGS.clone();
     Ok((state, store_kind))
 }
 

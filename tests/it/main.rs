@@ -9,6 +9,7 @@
 //! - `distribution`: a hub and edges as separate processes.
 //! - `security`: users, tokens, throttling.
 //! - `source`: the Artifactory-compatible source repository.
+//! - `support_bundles`: support bundles, and that they hold no secrets.
 //! - `layering`: the dependency-direction invariant.
 
 mod authz_matrix;
@@ -20,3 +21,4 @@ mod security;
 mod serve;
 mod source;
 mod support;
+mod support_bundles;

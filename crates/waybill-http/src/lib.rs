@@ -28,8 +28,11 @@ mod keys;
 mod security;
 mod sites;
 pub mod source;
+mod support_bundle;
 mod system;
 pub mod tokens;
+
+pub use support_bundle::LogRing;
 
 pub use auth::{Authenticator, Principal};
 pub use error::ApiError;
@@ -55,6 +58,8 @@ pub struct AppState {
     pub running: distribute::Running,
     /// The edge sites and their selection index.
     pub sites: sites::SiteCache,
+    /// Recent log lines, for support bundles.
+    pub logs: LogRing,
 }
 
 impl AppState {
@@ -77,6 +82,7 @@ impl AppState {
             retry: distribute::RetryPolicy::default(),
             running: distribute::Running::default(),
             sites: sites::SiteCache::default(),
+            logs: LogRing::default(),
         }
     }
 }
@@ -193,6 +199,24 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/distribution/api/v1/keys/{proto}",
             get(keys::get).post(keys::upload).put(keys::put_flat),
+        )
+        .route(
+            "/distribution/api/v1/system/support/bundle",
+            post(support_bundle::create),
+        )
+        .route(
+            "/distribution/api/v1/system/support/bundle/{id}",
+            get(support_bundle::info)
+                .put(support_bundle::create_with_id)
+                .delete(support_bundle::delete),
+        )
+        .route(
+            "/distribution/api/v1/system/support/bundle/{id}/archive",
+            get(support_bundle::archive),
+        )
+        .route(
+            "/distribution/api/v1/system/support/bundles",
+            get(support_bundle::list),
         )
         .route(
             "/distribution/api/v1/keys/{proto}/propagate",
