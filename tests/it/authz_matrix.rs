@@ -335,6 +335,30 @@ fn rows() -> Vec<(Method, &'static str, Need, Option<serde_json::Value>)> {
         ),
         (
             Method::GET,
+            "/artifactory/api/security/apiKey",
+            Authenticated,
+            None,
+        ),
+        (
+            Method::POST,
+            "/artifactory/api/security/apiKey",
+            Authenticated,
+            None,
+        ),
+        (
+            Method::PUT,
+            "/artifactory/api/security/apiKey",
+            Authenticated,
+            None,
+        ),
+        (
+            Method::DELETE,
+            "/artifactory/api/security/apiKey",
+            Authenticated,
+            None,
+        ),
+        (
+            Method::GET,
             "/artifactory/api/repositories",
             Authenticated,
             None,

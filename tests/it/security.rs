@@ -407,3 +407,98 @@ async fn repeated_failed_logins_are_throttled_and_say_when_to_retry() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn api_keys_and_tokens_work_where_the_jfrog_cli_sends_them() {
+    let hub = Hub::start("sqlite");
+    let res = api(&hub, Method::PUT, "security/users/dev")
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&json!({"password": "dev-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let key_api = |method: Method| {
+        hub.http
+            .request(method, hub.server.url("/artifactory/api/security/apiKey"))
+            .basic_auth("dev", Some("dev-password-1"))
+    };
+    let (status, body) = hub.json(key_api(Method::POST).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let key = body["apiKey"].as_str().unwrap().to_string();
+    assert!(key.starts_with("AKCp") && key.len() == 73, "{key}");
+    assert_eq!(
+        key_api(Method::POST).send().await.unwrap().status(),
+        StatusCode::CONFLICT,
+        "one key per user"
+    );
+    let (_, got) = hub.json(key_api(Method::GET).send().await.unwrap()).await;
+    assert_eq!(got, json!({"exists": true}), "the key is never shown again");
+
+    // Where a request is accepted, and where not.
+    let list = hub.server.url("/distribution/api/v1/release_bundle");
+    let with_header = |k: &str| hub.http.get(&list).header("X-JFrog-Art-Api", k);
+    let with_basic = |user: &str, secret: &str| hub.http.get(&list).basic_auth(user, Some(secret));
+    let status = |r: reqwest::RequestBuilder| async move { r.send().await.unwrap().status() };
+    assert_eq!(status(with_header(&key)).await, StatusCode::OK);
+    assert_eq!(status(with_basic("dev", &key)).await, StatusCode::OK);
+    assert_eq!(
+        status(with_basic("admin", &key)).await,
+        StatusCode::UNAUTHORIZED,
+        "a key works only with its own user"
+    );
+    let forged = format!("AKCp{}", "x".repeat(69));
+    assert_eq!(status(with_header(&forged)).await, StatusCode::UNAUTHORIZED);
+
+    // An access token as the Basic password, as the CLI sends AKCp-like tokens.
+    let (_, minted) = token(&hub, ("admin", ADMIN_PW), &[("username", "dev")]).await;
+    let jwt = minted["access_token"].as_str().unwrap().to_string();
+    assert_eq!(status(with_basic("dev", &jwt)).await, StatusCode::OK);
+    assert_eq!(
+        status(with_basic("admin", &jwt)).await,
+        StatusCode::UNAUTHORIZED,
+        "a token works only with its own user"
+    );
+
+    // Regenerate: the old key stops working at once.
+    let (status_put, body) = hub.json(key_api(Method::PUT).send().await.unwrap()).await;
+    assert_eq!(status_put, StatusCode::CREATED, "{body}");
+    let fresh = body["apiKey"].as_str().unwrap().to_string();
+    assert_ne!(fresh, key);
+    assert_eq!(status(with_header(&key)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(with_header(&fresh)).await, StatusCode::OK);
+
+    // A deleted user's key dies with them, even if the name comes back.
+    let res = api(&hub, Method::DELETE, "security/users/dev")
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = api(&hub, Method::PUT, "security/users/dev")
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&json!({"password": "dev-password-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(status(with_header(&fresh)).await, StatusCode::UNAUTHORIZED);
+
+    // Revoking: once, then 404.
+    let key_api2 = |method: Method| {
+        hub.http
+            .request(method, hub.server.url("/artifactory/api/security/apiKey"))
+            .basic_auth("dev", Some("dev-password-2"))
+    };
+    let (_, body) = hub.json(key_api2(Method::POST).send().await.unwrap()).await;
+    let third = body["apiKey"].as_str().unwrap().to_string();
+    assert_eq!(
+        key_api2(Method::DELETE).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(status(with_header(&third)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        key_api2(Method::DELETE).send().await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+}

@@ -60,6 +60,16 @@ async fn bundles_describe_the_server_and_hold_no_secrets() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    let res = hub
+        .http
+        .post(hub.server.url("/artifactory/api/security/apiKey"))
+        .basic_auth("dev", Some(USER_PW))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = hub.json(res).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let api_key = body["apiKey"].as_str().unwrap().to_string();
     // Minting a token creates the token-signing key, and the token is a secret too.
     let res = hub
         .dist_api(Method::POST, "security/token")
@@ -162,6 +172,9 @@ async fn bundles_describe_the_server_and_hold_no_secrets() {
         "$argon2",
         "jwt_signing_key",
         &access_token,
+        &api_key,
+        // Its stored hash is a credential too (it names the key's owner).
+        &waybill::digest::Sha256::of(api_key.as_bytes()).to_hex(),
         "dev@example.com",
     ] {
         assert!(!everything.contains(secret), "the bundle leaks {secret:?}");

@@ -43,6 +43,15 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A user acting with their full rights (password or API key).
+    fn of(user: User) -> Principal {
+        Principal {
+            name: user.name,
+            admin: user.admin,
+            groups: user.groups,
+        }
+    }
+
     /// The caller as the permission model sees it.
     pub fn caller(&self) -> waybill_core::permissions::Caller<'_> {
         waybill_core::permissions::Caller {
@@ -253,14 +262,33 @@ impl Authenticator {
                 .split_once(':')
                 .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
             self.check_lockout(name)?;
+            // The JFrog CLI also sends API keys and access tokens as the
+            // Basic password (wire contract §1.2).
+            if crate::apikeys::looks_like_key(password) {
+                return match self.api_key_user(password).await? {
+                    Some(user) if user.name == name => {
+                        self.record_success(name);
+                        Ok(Principal::of(user))
+                    }
+                    _ => {
+                        self.record_failure(name);
+                        Err(ApiError::unauthorized("bad user name or API key"))
+                    }
+                };
+            }
+            if looks_like_jwt(password) {
+                let p = self.bearer(password).await?;
+                if p.name != name {
+                    return Err(ApiError::unauthorized(
+                        "the access token belongs to another user",
+                    ));
+                }
+                return Ok(p);
+            }
             return match self.verify_password(name, password).await? {
                 Some(user) => {
                     self.record_success(name);
-                    Ok(Principal {
-                        name: user.name,
-                        admin: user.admin,
-                        groups: user.groups,
-                    })
+                    Ok(Principal::of(user))
                 }
                 None => {
                     self.record_failure(name);
@@ -269,10 +297,35 @@ impl Authenticator {
             };
         }
         if scheme.eq_ignore_ascii_case("bearer") {
+            return self.bearer(value.trim()).await;
+        }
+        Err(ApiError::unauthorized(format!(
+            "unsupported authorization scheme '{scheme}'; use Basic or Bearer"
+        )))
+    }
+
+    /// The user an API key belongs to, if the key is known and they exist.
+    async fn api_key_user(&self, key: &str) -> Result<Option<User>, ApiError> {
+        match crate::apikeys::owner(self.store.as_ref(), key).await? {
+            Some(name) => Ok(self.store.get_user(&name).await?),
+            None => Ok(None),
+        }
+    }
+
+    /// `X-JFrog-Art-Api: <key>`: the key alone names its user.
+    async fn authenticate_api_key(&self, key: &str) -> Result<Principal, ApiError> {
+        self.api_key_user(key.trim())
+            .await?
+            .map(Principal::of)
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))
+    }
+
+    async fn bearer(&self, token: &str) -> Result<Principal, ApiError> {
+        {
             use crate::tokens::TokenError;
             let claims = self
                 .tokens
-                .verify(self.store.as_ref(), value.trim())
+                .verify(self.store.as_ref(), token)
                 .await
                 .map_err(|e| {
                     ApiError::unauthorized(match e {
@@ -285,16 +338,19 @@ impl Authenticator {
                 ApiError::unauthorized("the access token's user no longer exists")
             })?;
             // An admin's user-scoped token acts as a plain user.
-            return Ok(Principal {
+            Ok(Principal {
                 admin: user.admin && claims.scp == crate::tokens::ADMIN_SCOPE,
                 name: user.name,
                 groups: user.groups,
-            });
+            })
         }
-        Err(ApiError::unauthorized(format!(
-            "unsupported authorization scheme '{scheme}'; use Basic or Bearer"
-        )))
     }
+}
+
+/// Three dot-separated parts starting with an encoded JSON header: a JWT,
+/// not a password (a password that looks like one still works by Bearer).
+fn looks_like_jwt(s: &str) -> bool {
+    s.starts_with("eyJ") && s.split('.').count() == 3
 }
 
 /// Middleware for every route but the anonymous ones: no valid credential, no entry.
@@ -303,13 +359,19 @@ pub async fn require_auth(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .ok_or_else(|| ApiError::unauthorized("authentication required"))?
-        .to_string();
-    let principal = state.auth.authenticate(&header).await?;
+    let headers = req.headers();
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    };
+    let credentials = (header(AUTHORIZATION.as_str()), header("x-jfrog-art-api"));
+    let principal = match credentials {
+        (Some(authorization), _) => state.auth.authenticate(&authorization).await?,
+        (None, Some(key)) => state.auth.authenticate_api_key(&key).await?,
+        (None, None) => return Err(ApiError::unauthorized("authentication required")),
+    };
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }

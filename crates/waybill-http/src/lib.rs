@@ -17,6 +17,7 @@ use axum::routing::{get, post, put};
 use waybill_core::site::ServiceId;
 use waybill_core::store::{BlobStore, Store};
 
+mod apikeys;
 pub mod auth;
 mod authz;
 mod bundles;
@@ -199,6 +200,13 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/distribution/api/v1/keys/{proto}",
             get(keys::get).post(keys::upload).put(keys::put_flat),
+        )
+        .route(
+            "/artifactory/api/security/apiKey",
+            get(apikeys::get)
+                .post(apikeys::create)
+                .put(apikeys::regenerate)
+                .delete(apikeys::delete),
         )
         .route(
             "/distribution/api/v1/system/support/bundle",

@@ -365,5 +365,7 @@ pub(crate) async fn delete_user(
     {
         state.store.delete_token(&t.token_id).await?;
     }
+    // A later user of the same name must not inherit the key.
+    crate::apikeys::revoke_for(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
