@@ -246,6 +246,11 @@ async fn open_node(
     let mut state = waybill_http::AppState::new(store, blobs, service_id);
     state.retry = retry_policy()?;
     state.logs = LOGS.clone();
+    state
+        .auth
+        .restore_lockouts()
+        .await
+        .context("reading login lockouts")?;
     Ok((state, store_kind))
 }
 

@@ -406,6 +406,25 @@ async fn repeated_failed_logins_are_throttled_and_say_when_to_retry() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
+    // A restart does not lift the lockout.
+    let Hub { server, _tmp, .. } = hub;
+    assert!(server.terminate().success());
+    let hub = Hub {
+        server: Launch::new(&_tmp.path().join("data")).start(),
+        http: client(),
+        _tmp,
+    };
+    let res = api(&hub, Method::GET, "release_bundle")
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "still locked after a restart"
+    );
 }
 
 #[tokio::test]

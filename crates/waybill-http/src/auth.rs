@@ -101,6 +101,15 @@ const MAX_FAILURES: u32 = 5;
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// How long a user is refused after too many failures.
 const LOCKOUT: Duration = Duration::from_secs(30);
+/// Settings key prefix of a lockout's end (wall-clock millis), per user.
+const LOCKOUT_SETTING: &str = "security.lockout.";
+
+fn wall_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
 
 #[derive(Clone, Copy)]
 struct Failures {
@@ -158,7 +167,48 @@ impl Authenticator {
         Ok(())
     }
 
-    fn record_failure(&self, name: &str) {
+    async fn record_failure(&self, name: &str) {
+        let locked = self.count_failure(name);
+        if locked {
+            // Kept in the store too, so a restart does not lift the lockout.
+            let until = wall_millis() + LOCKOUT.as_millis() as u64;
+            let key = format!("{LOCKOUT_SETTING}{name}");
+            if let Err(e) = self.store.put_setting(&key, &until.to_string()).await {
+                tracing::warn!(user = name, error = %e, "could not persist the lockout");
+            }
+        }
+    }
+
+    /// Loads lockouts that outlived the last run, and drops expired ones.
+    pub async fn restore_lockouts(&self) -> Result<(), waybill_core::StoreError> {
+        let now = wall_millis();
+        for (key, until) in self.store.list_settings(LOCKOUT_SETTING).await? {
+            let name = key.trim_start_matches(LOCKOUT_SETTING);
+            match until.parse::<u64>() {
+                Ok(until) if until > now => {
+                    let left = Duration::from_millis(until - now);
+                    self.failures
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(
+                            name.to_string(),
+                            Failures {
+                                count: 0,
+                                since: Instant::now(),
+                                locked_until: Some(Instant::now() + left),
+                            },
+                        );
+                }
+                _ => {
+                    self.store.delete_setting(&key).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a failure; true when it starts a lockout.
+    fn count_failure(&self, name: &str) -> bool {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if failures.len() > CACHE_MAX {
             failures.clear();
@@ -187,7 +237,9 @@ impl Authenticator {
                 since: now,
                 locked_until: Some(now + LOCKOUT),
             };
+            return true;
         }
+        false
     }
 
     fn record_success(&self, name: &str) {
@@ -271,7 +323,7 @@ impl Authenticator {
                         Ok(Principal::of(user))
                     }
                     _ => {
-                        self.record_failure(name);
+                        self.record_failure(name).await;
                         Err(ApiError::unauthorized("bad user name or API key"))
                     }
                 };
@@ -291,7 +343,7 @@ impl Authenticator {
                     Ok(Principal::of(user))
                 }
                 None => {
-                    self.record_failure(name);
+                    self.record_failure(name).await;
                     Err(ApiError::unauthorized("bad user name or password"))
                 }
             };
