@@ -94,6 +94,18 @@ pub trait SystemRepo: Send + Sync + Debug {
     /// **Behavior:** an unknown key gives `Ok(None)`.
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
 
+    /// Several settings at once, for callers that need many (an edge
+    /// checking a bundle's blobs); backends answer in one round trip.
+    ///
+    /// **Behavior:** one answer per key, in order; unknown keys give `None`.
+    async fn get_settings(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            out.push(self.get_setting(k).await?);
+        }
+        Ok(out)
+    }
+
     /// **Behavior:** stores `value`, replacing any earlier one.
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 

@@ -293,48 +293,40 @@ async fn receive_blob(
 /// The blobs of `wanted` this edge holds whole, with their full checksums.
 ///
 /// A blob counts as held only with its checksums recorded: a receipt cut
-/// short between the two (the hub died mid-request) is sent again. The
-/// recorded checksums are read in one query and the blobs stated a few at a
-/// time: a re-distribution of unchanged content is exactly this work.
+/// short between the two (the hub died mid-request) is sent again. Blobs
+/// are stated a few at a time and their checksums read in one batch
+/// (`get_settings`), so the cost follows the bundle, not everything the edge
+/// holds: a re-distribution of unchanged content is exactly this work.
 async fn held_blobs(
     ctx: &EdgeCtx,
     wanted: &[Wanted],
 ) -> Result<HashMap<Sha256, Checksums>, ApiError> {
-    let recorded: HashMap<String, String> = ctx
-        .app
-        .store
-        .list_settings(SUMS)
-        .await?
-        .into_iter()
-        .collect();
     let mut unique: Vec<(Sha256, u64)> = wanted.iter().map(|w| (w.sha256, w.size)).collect();
     unique.sort_unstable_by_key(|u| u.0);
     unique.dedup();
-    let checks = unique.into_iter().map(|(digest, size)| {
-        let known = recorded.get(&format!("{SUMS}{digest}")).cloned();
-        async move {
-            if ctx.app.blobs.stat(&digest).await? != Some(size) {
-                return Ok::<_, ApiError>(None);
-            }
-            let sums = match known.as_deref().and_then(|raw| raw.split_once(' ')) {
-                Some((sha1, md5)) => Some(Checksums {
-                    sha256: digest,
-                    sha1: Sha1::parse_hex(sha1)?,
-                    md5: Md5::parse_hex(md5)?,
-                }),
-                None => checksums_of(ctx, digest).await?,
-            };
-            Ok(sums.map(|s| (digest, s)))
-        }
+    let stats = unique.into_iter().map(|(digest, size)| async move {
+        Ok::<_, ApiError>((ctx.app.blobs.stat(&digest).await? == Some(size)).then_some(digest))
     });
-    let found: Vec<Result<Option<(Sha256, Checksums)>, ApiError>> =
-        futures_util::stream::iter(checks)
-            .buffer_unordered(8)
-            .collect()
-            .await;
+    let whole: Vec<Sha256> = futures_util::stream::iter(stats)
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .filter_map(Result::transpose)
+        .collect::<Result<_, _>>()?;
+    let keys: Vec<String> = whole.iter().map(|d| format!("{SUMS}{d}")).collect();
+    let recorded = ctx.app.store.get_settings(&keys).await?;
     let mut held = HashMap::new();
-    for f in found {
-        if let Some((digest, sums)) = f? {
+    for (digest, raw) in whole.into_iter().zip(recorded) {
+        let sums = match raw.as_deref().and_then(|raw| raw.split_once(' ')) {
+            Some((sha1, md5)) => Some(Checksums {
+                sha256: digest,
+                sha1: Sha1::parse_hex(sha1)?,
+                md5: Md5::parse_hex(md5)?,
+            }),
+            None => checksums_of(ctx, digest).await?,
+        };
+        if let Some(sums) = sums {
             held.insert(digest, sums);
         }
     }

@@ -300,6 +300,19 @@ impl SystemRepo for SledStore {
             .await
     }
 
+    async fn get_settings(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        let keys: Vec<Vec<u8>> = keys.iter().map(|k| key(b'm', &[k.as_bytes()])).collect();
+        self.blocking("get_settings", move |inner| {
+            keys.iter()
+                .map(|k| {
+                    let v = inner.db.get(k).map_err(|e| map_err("get_settings", e))?;
+                    v.map(|b| decode("get_settings", &b)).transpose()
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn put_setting(&self, k: &str, value: &str) -> Result<(), StoreError> {
         let (k, value) = (key(b'm', &[k.as_bytes()]), value.to_string());
         self.write("put_setting", move |w| w.put(k, &value)).await

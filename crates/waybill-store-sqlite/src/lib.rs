@@ -317,6 +317,23 @@ impl SystemRepo for SqliteStore {
         .await
     }
 
+    async fn get_settings(&self, keys: &[String]) -> Result<Vec<Option<String>>, StoreError> {
+        let keys = keys.to_vec();
+        self.read("get_settings", move |tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT value FROM settings WHERE key = ?1")
+                .map_err(|e| map_err("get_settings", e))?;
+            keys.iter()
+                .map(|k| {
+                    stmt.query_row([k], |r| r.get(0))
+                        .optional()
+                        .map_err(|e| map_err("get_settings", e))
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         let (key, value) = (key.to_string(), value.to_string());
         self.tx("put_setting", move |tx| {

@@ -1084,4 +1084,13 @@ pub async fn settings_list_by_prefix_and_delete(open: &Opener) {
     assert!(!s.delete_setting("perm.a").await.unwrap());
     assert_eq!(s.list_settings("perm.").await.unwrap().len(), 2);
     assert!(s.list_settings("zzz").await.unwrap().is_empty());
+    let keys: Vec<String> = ["perm.b", "perm.a", "perm.ü", "missing"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(
+        s.get_settings(&keys).await.unwrap(),
+        [Some("2".to_string()), None, Some("3".to_string()), None],
+        "in order, deleted and unknown keys as None"
+    );
+    assert!(s.get_settings(&[]).await.unwrap().is_empty());
 }
