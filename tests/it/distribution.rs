@@ -1649,3 +1649,77 @@ async fn selection_follows_registrations_and_deletions_at_once() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(dry().await, (StatusCode::OK, vec!["us-nyc-1".to_string()]));
 }
+
+#[tokio::test]
+async fn edge_status_is_checked_not_assumed() {
+    let grid = grid("sqlite", true).await;
+    let hub = &grid.hub;
+    let statuses = || async {
+        let res = hub
+            .http
+            .get(hub.server.url("/mc/api/v1/jpds"))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut v: Vec<(String, String)> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| {
+                (
+                    j["name"].as_str().unwrap().to_string(),
+                    j["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        (v, body)
+    };
+    let (now, _) = statuses().await;
+    assert!(now.iter().all(|(_, s)| s == "ONLINE"), "{now:?}");
+
+    // An edge that died is OFFLINE, with the reason; the others stay ONLINE.
+    let mut edges = grid.edges;
+    let dead = edges.remove(1);
+    let dead_id = {
+        let (_, body) = statuses().await;
+        body.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["name"] == dead.name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    dead.server.crash();
+    let (now, body) = statuses().await;
+    assert_eq!(
+        now,
+        [
+            ("de-fra-1".to_string(), "ONLINE".to_string()),
+            ("de-muc-1".to_string(), "OFFLINE".to_string()),
+            ("us-nyc-1".to_string(), "ONLINE".to_string()),
+        ],
+        "{body}"
+    );
+    let one: Value = hub
+        .http
+        .get(hub.server.url(&format!("/mc/api/v1/jpds/{dead_id}")))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["status"], "OFFLINE");
+    assert!(
+        one["status_message"].as_str().unwrap().contains("does not answer"),
+        "{one}"
+    );
+    assert!(one.get("token").is_none(), "tokens are never returned");
+}

@@ -5,10 +5,12 @@
 //! Pairing tokens are stored but never returned.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use waybill_core::auth::Secret;
@@ -161,27 +163,40 @@ fn validate(body: &JpdBody) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Asks the edge who it is, presenting the token.
-async fn probe(state: &AppState, url: &str, token: &str) -> Result<ServiceId, ApiError> {
-    let res = state
+/// Why an edge did not prove itself.
+enum Unproven {
+    /// No answer, or not an answer from a Waybill edge.
+    Unreachable(String),
+    /// It answered, but refused the pairing token.
+    Refused,
+}
+
+/// Asks the edge at `url` who it is, presenting the token.
+async fn ask(
+    state: &AppState,
+    url: &str,
+    token: &str,
+    timeout: Option<Duration>,
+) -> Result<ServiceId, Unproven> {
+    let mut req = state
         .http
         .get(format!(
             "{}/waybill/api/v1/edge/info",
             url.trim_end_matches('/')
         ))
-        .bearer_auth(token)
+        .bearer_auth(token);
+    if let Some(t) = timeout {
+        req = req.timeout(t);
+    }
+    let res = req
         .send()
         .await
-        .map_err(|e| ApiError::bad_request(format!("the edge does not answer at {url}: {e}")))?;
+        .map_err(|e| Unproven::Unreachable(format!("the edge does not answer at {url}: {e}")))?;
     match res.status() {
         StatusCode::OK => {}
-        StatusCode::UNAUTHORIZED => {
-            return Err(ApiError::bad_request(format!(
-                "the edge at {url} refused the pairing token"
-            )));
-        }
+        StatusCode::UNAUTHORIZED => return Err(Unproven::Refused),
         other => {
-            return Err(ApiError::bad_request(format!(
+            return Err(Unproven::Unreachable(format!(
                 "the edge at {url} answered {other}"
             )));
         }
@@ -189,8 +204,61 @@ async fn probe(state: &AppState, url: &str, token: &str) -> Result<ServiceId, Ap
     let info: EdgeInfo = res
         .json()
         .await
-        .map_err(|e| ApiError::bad_request(format!("the edge at {url} sent no edge info: {e}")))?;
-    ServiceId::parse(info.service_id).map_err(ApiError::from)
+        .map_err(|e| Unproven::Unreachable(format!("the edge at {url} sent no edge info: {e}")))?;
+    ServiceId::parse(info.service_id)
+        .map_err(|e| Unproven::Unreachable(format!("the edge at {url} sent a bad id: {e}")))
+}
+
+/// Asks the edge who it is, presenting the token; a 400 saying why not.
+async fn probe(state: &AppState, url: &str, token: &str) -> Result<ServiceId, ApiError> {
+    ask(state, url, token, None).await.map_err(|e| match e {
+        Unproven::Refused => {
+            ApiError::bad_request(format!("the edge at {url} refused the pairing token"))
+        }
+        Unproven::Unreachable(why) => ApiError::bad_request(why),
+    })
+}
+
+/// How long a status check waits for an edge: a listing must not hang on
+/// one dead site.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A registered edge's status, checked now: `ONLINE` when it answers as
+/// itself to its token, `UNAUTHORIZED` when it refuses the token or answers
+/// as another edge, `OFFLINE` otherwise; with the reason when not online.
+async fn health(state: &AppState, site: &EdgeSite) -> (&'static str, Option<String>) {
+    match ask(
+        state,
+        &site.url,
+        site.pairing_token.expose(),
+        Some(HEALTH_TIMEOUT),
+    )
+    .await
+    {
+        Ok(id) if id == site.service_id => ("ONLINE", None),
+        Ok(other) => (
+            "UNAUTHORIZED",
+            Some(format!("{} now answers as {other}", site.url)),
+        ),
+        Err(Unproven::Refused) => (
+            "UNAUTHORIZED",
+            Some(format!(
+                "the edge at {} refused the pairing token",
+                site.url
+            )),
+        ),
+        Err(Unproven::Unreachable(why)) => ("OFFLINE", Some(why)),
+    }
+}
+
+/// A site as JPD JSON, with its status checked now.
+async fn checked_json(state: &AppState, site: &EdgeSite) -> Value {
+    let (status, why) = health(state, site).await;
+    let mut v = jpd_json(site, status);
+    if let Some(why) = why {
+        v["status_message"] = json!(why);
+    }
+    v
 }
 
 /// Sends the hub's current public signing key to one edge.
@@ -281,13 +349,18 @@ pub(crate) async fn list(
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let sites = state.store.list_sites().await?;
-    Ok(axum::Json(
-        sites
-            .iter()
-            .map(|s| jpd_json(s, "ONLINE"))
-            .collect::<Vec<_>>(),
-    )
-    .into_response())
+    // Checked a few at a time, in order: dead edges wait out their timeouts
+    // together, not one after another. Owned inputs: futures that borrow
+    // across `.await` defeat Send inference.
+    let checks = sites.into_iter().map(|site| {
+        let state = state.clone();
+        async move { checked_json(&state, &site).await }
+    });
+    let listed: Vec<Value> = futures_util::stream::iter(checks)
+        .buffered(16)
+        .collect()
+        .await;
+    Ok(axum::Json(listed).into_response())
 }
 
 fn parse_id(raw: &str) -> Result<ServiceId, ApiError> {
@@ -306,7 +379,7 @@ pub(crate) async fn get(
         .get_site(&parse_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no edge has id '{id}'")))?;
-    Ok(axum::Json(jpd_json(&site, "ONLINE")).into_response())
+    Ok(axum::Json(checked_json(&state, &site).await).into_response())
 }
 
 /// `PUT /mc/api/v1/jpds/{id}`: re-checks the edge, which must still be the same one.
