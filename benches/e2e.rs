@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{ADMIN_PW, Hub, Launch, Server};
+use support::{Hub, Launch, Server};
 
 const PASSPHRASE: &str = "correct horse battery staple";
 const PLACES: [(&str, &str); 3] = [("Frankfurt", "DE"), ("München", "DE"), ("New York", "US")];
@@ -45,11 +45,6 @@ fn mixed_sizes(files: usize, total: usize) -> Vec<usize> {
     let short = total - sizes.iter().sum::<usize>();
     sizes[0] += short;
     sizes
-}
-
-fn key_fixture(name: &str) -> String {
-    let path = format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// CPU seconds (user + system) a process has used so far, from /proc.
@@ -213,18 +208,7 @@ async fn main() {
         http: support::client(),
         _tmp: hub_dir,
     };
-    let res = hub
-        .http
-        .put(hub.server.url("/distribution/api/v1/keys/pgp"))
-        .basic_auth("admin", Some(ADMIN_PW))
-        .json(
-            &json!({"public_key": key_fixture("rsa3072-protected.pub.asc"),
-                      "private_key": key_fixture("rsa3072-protected.sec.asc")}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    hub.upload_key().await;
 
     hub.create_repo("libs").await;
     let deploy_started = Instant::now();

@@ -11,17 +11,9 @@ use reqwest::{Method, StatusCode};
 use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
 
-use crate::support::{Hub, stores};
+use crate::support::{Hub, key_fixture, stores};
 
 const PW: &str = "correct horse battery staple";
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/keys/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
 
 fn dist(hub: &Hub, method: Method, path: &str) -> reqwest::RequestBuilder {
     hub.http
@@ -74,7 +66,7 @@ async fn setup(store: &str) -> Hub {
     let hub = Hub::start(store);
     // D8: the CLI's double-slash path with the flat body.
     let res = dist(&hub, Method::PUT, "/api/v1/keys/pgp")
-        .json(&json!({"public_key": fixture("rsa3072-protected.pub.asc"), "private_key": fixture("rsa3072-protected.sec.asc")}))
+        .json(&json!({"public_key": key_fixture("rsa3072-protected.pub.asc"), "private_key": key_fixture("rsa3072-protected.sec.asc")}))
         .send()
         .await
         .unwrap();
@@ -300,7 +292,7 @@ async fn v1_lifecycle_on_every_store() {
             .decode(jws["payload"].as_str().unwrap())
             .unwrap();
         assert_eq!(crate::support::sha256_hex(&payload), checksum);
-        let public = fixture("rsa3072-protected.pub.asc");
+        let public = key_fixture("rsa3072-protected.pub.asc");
         assert!(
             ring_verifies(&public, &jose),
             "{store}: JWS does not verify"
@@ -655,7 +647,7 @@ async fn keys_upload_forms_and_refusals() {
             Some("No public GPG key exists in Distribution")
         )
     );
-    let nested = |public: &str, private: &str, propagate: bool| json!({"key": {"public_key": fixture(public), "private_key": fixture(private)}, "propagate_to_edge_nodes": propagate, "fail_on_propagation_failure": false});
+    let nested = |public: &str, private: &str, propagate: bool| json!({"key": {"public_key": key_fixture(public), "private_key": key_fixture(private)}, "propagate_to_edge_nodes": propagate, "fail_on_propagation_failure": false});
     let (status, body) = hub
         .json(
             dist(&hub, Method::POST, "api/v1/keys/pgp")
@@ -715,7 +707,7 @@ async fn keys_upload_forms_and_refusals() {
     );
     // The deprecated flat PUT on the single-slash path works too.
     let res = dist(&hub, Method::PUT, "api/v1/keys/gpg")
-        .json(&json!({"public_key": fixture("ed25519-protected.pub.asc"), "private_key": fixture("ed25519-protected.sec.asc")}))
+        .json(&json!({"public_key": key_fixture("ed25519-protected.pub.asc"), "private_key": key_fixture("ed25519-protected.sec.asc")}))
         .send()
         .await
         .unwrap();
@@ -729,10 +721,12 @@ async fn keys_upload_forms_and_refusals() {
         )
         .await;
     assert!(
-        key["public_key"]
-            .as_str()
-            .unwrap()
-            .contains(fixture("ed25519-protected.pub.asc").lines().nth(2).unwrap())
+        key["public_key"].as_str().unwrap().contains(
+            key_fixture("ed25519-protected.pub.asc")
+                .lines()
+                .nth(2)
+                .unwrap()
+        )
     );
     // Keys are admin only, and secrets never reach the log.
     let anon = hub
@@ -747,7 +741,7 @@ async fn keys_upload_forms_and_refusals() {
         .await
         .unwrap();
     assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
-    let private_line = fixture("rsa2048-plain.sec.asc")
+    let private_line = key_fixture("rsa2048-plain.sec.asc")
         .lines()
         .nth(3)
         .unwrap()

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{ADMIN_PW, Hub, Launch, Server, client, content, sha256_hex, stores};
+use crate::support::{
+    ADMIN_PW, Hub, Launch, Server, client, content, key_fixture, sha256_hex, stores,
+};
 
 const PW: &str = "correct horse battery staple";
 const EDGES: [(&str, &str, &str); 3] = [
@@ -14,14 +16,6 @@ const EDGES: [(&str, &str, &str); 3] = [
     ("de-muc-1", "München", "DE"),
     ("us-nyc-1", "New York", "US"),
 ];
-
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/keys/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
 
 struct Edge {
     server: Server,
@@ -63,18 +57,6 @@ async fn register(hub: &Hub, edge: &Edge, i: usize) -> (StatusCode, Value) {
     hub.json(res).await
 }
 
-async fn upload_key(hub: &Hub) {
-    let res = hub
-        .http
-        .put(hub.server.url("/distribution//api/v1/keys/pgp"))
-        .basic_auth("admin", Some(ADMIN_PW))
-        .json(&json!({"public_key": fixture("rsa3072-protected.pub.asc"), "private_key": fixture("rsa3072-protected.sec.asc")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-}
-
 async fn create_signed(hub: &Hub, name: &str, version: &str) {
     let body = json!({"name": name, "version": version, "dry_run": false, "sign_immediately": true,
         "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\",\"type\":\"file\"})",
@@ -97,7 +79,7 @@ async fn create_signed(hub: &Hub, name: &str, version: &str) {
 async fn grid(store: &str, register_edges: bool) -> Grid {
     let hub = Hub::start(store);
     let edges: Vec<Edge> = (0..3).map(|i| start_edge(i, store)).collect();
-    upload_key(&hub).await;
+    hub.upload_key().await;
     if register_edges {
         for (i, e) in edges.iter().enumerate() {
             let (status, body) = register(&hub, e, i).await;
@@ -486,7 +468,7 @@ async fn sites_fail_with_the_edges_reason() {
     let res = client()
         .put(e0.server.url("/waybill/api/v1/edge/key"))
         .bearer_auth(&e0.token)
-        .json(&json!({"public_key": fixture("rsa2048-plain.pub.asc")}))
+        .json(&json!({"public_key": key_fixture("rsa2048-plain.pub.asc")}))
         .send()
         .await
         .unwrap();
@@ -524,7 +506,7 @@ async fn sites_fail_with_the_edges_reason() {
     let (status, body) = register(&keyless, &fresh, 2).await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(body["status"], "ONLINE_WITHOUT_KEY", "{body}");
-    upload_key(&keyless).await;
+    keyless.upload_key().await;
     keyless.create_repo("libs").await;
     assert_eq!(
         keyless.deploy("libs/x.bin", b"x".to_vec()).await.0,
@@ -558,7 +540,7 @@ async fn unreachable_edges_are_retried_then_fail_with_the_reason() {
         http: client(),
         _tmp: tempfile::tempdir().unwrap(),
     };
-    upload_key(&hub).await;
+    hub.upload_key().await;
     let edge = start_edge(2, "sqlite");
     assert_eq!(register(&hub, &edge, 2).await.0, StatusCode::CREATED);
     hub.create_repo("libs").await;
@@ -686,7 +668,7 @@ async fn edges_refuse_strangers_and_register_themselves_idempotently() {
 async fn keys_propagate_to_every_edge_with_a_report() {
     let mut grid = grid("sqlite", true).await;
     let body = |fail: bool| {
-        json!({"key": {"public_key": fixture("rsa2048-plain.pub.asc"), "private_key": fixture("rsa2048-plain.sec.asc")},
+        json!({"key": {"public_key": key_fixture("rsa2048-plain.pub.asc"), "private_key": key_fixture("rsa2048-plain.sec.asc")},
                "propagate_to_edge_nodes": true, "fail_on_propagation_failure": fail})
     };
     let res = dist(&grid.hub, Method::POST, "keys/pgp")
@@ -761,7 +743,7 @@ async fn abort_stops_unfinished_sites_and_reports_them() {
         http: client(),
         _tmp: tempfile::tempdir().unwrap(),
     };
-    upload_key(&hub).await;
+    hub.upload_key().await;
     let edges: Vec<Edge> = (0..2).map(|i| start_edge(i, "sqlite")).collect();
     for (i, e) in edges.iter().enumerate() {
         assert_eq!(register(&hub, e, i).await.0, StatusCode::CREATED);
@@ -1011,7 +993,7 @@ async fn edge_and_hub_crashes_mid_transfer_recover_and_complete() {
         http: client(),
         _tmp: tempfile::tempdir().unwrap(),
     };
-    upload_key(&hub).await;
+    hub.upload_key().await;
 
     let edge_dir = tempfile::tempdir().unwrap();
     let edge_data = edge_dir.path().join("data");
@@ -1128,7 +1110,7 @@ async fn a_blob_that_arrives_corrupt_is_retried_then_named_in_file_errors() {
         http: client(),
         _tmp: tempfile::tempdir().unwrap(),
     };
-    upload_key(&hub).await;
+    hub.upload_key().await;
     let edge = start_edge(0, "sqlite");
     assert_eq!(register(&hub, &edge, 0).await.0, StatusCode::CREATED);
     hub.create_repo("libs").await;
@@ -1571,7 +1553,7 @@ async fn permissions_decide_bundles_repositories_and_destinations() {
 #[tokio::test]
 async fn regression_blob_without_recorded_checksums_is_sent_again() {
     let hub = Hub::start("sqlite");
-    upload_key(&hub).await;
+    hub.upload_key().await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let edge = Launch::edge(&data, "de-fra-1", "Frankfurt", "DE", "tok").start();
@@ -1718,7 +1700,10 @@ async fn edge_status_is_checked_not_assumed() {
         .unwrap();
     assert_eq!(one["status"], "OFFLINE");
     assert!(
-        one["status_message"].as_str().unwrap().contains("does not answer"),
+        one["status_message"]
+            .as_str()
+            .unwrap()
+            .contains("does not answer"),
         "{one}"
     );
     assert!(one.get("token").is_none(), "tokens are never returned");

@@ -245,6 +245,23 @@ impl Hub {
         res.json().await.unwrap()
     }
 
+    /// Uploads the RSA-3072 fixture pair (passphrase "correct horse battery
+    /// staple") as the default signing key, the way the JFrog CLI does.
+    pub async fn upload_key(&self) {
+        let res = self
+            .http
+            .put(self.server.url("/distribution//api/v1/keys/pgp"))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .json(
+                &json!({"public_key": key_fixture("rsa3072-protected.pub.asc"),
+                          "private_key": key_fixture("rsa3072-protected.sec.asc")}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+
     /// `POST /mc/api/v1/jpds` as the admin: registers an edge.
     pub async fn post_jpd(&self, body: &Value) -> reqwest::Response {
         self.http
@@ -291,6 +308,12 @@ impl Hub {
             .unwrap();
         self.json(res).await
     }
+}
+
+/// A key from `tests/fixtures/keys/` (see the README there).
+pub fn key_fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/keys/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {

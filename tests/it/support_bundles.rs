@@ -11,14 +11,6 @@ use crate::support::{ADMIN_PW, Hub, Launch};
 const USER_PW: &str = "user-password-8f3b";
 const PAIRING: &str = "pairing-token-secret-77a1";
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/tests/fixtures/keys/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
 fn entries(zip: &[u8]) -> Vec<(String, String)> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip archive");
     (0..archive.len())
@@ -51,15 +43,7 @@ async fn bundles_describe_the_server_and_hold_no_secrets() {
         .await
         .unwrap();
     assert!(res.status().is_success(), "{}", res.text().await.unwrap());
-    let res = hub
-        .http
-        .put(hub.server.url("/distribution//api/v1/keys/pgp"))
-        .basic_auth("admin", Some(ADMIN_PW))
-        .json(&json!({"public_key": fixture("rsa3072-protected.pub.asc"), "private_key": fixture("rsa3072-protected.sec.asc")}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    hub.upload_key().await;
     let res = hub
         .http
         .post(hub.server.url("/artifactory/api/security/apiKey"))
