@@ -375,6 +375,12 @@ async fn builds_and_aql_on_every_store() {
                 r#"items.find({"path":{"$match":"org/*"},"size":{"$lt":50}})"#,
                 vec!["libs/app-1.0-sources.jar", "libs/lib.tgz"],
             ),
+            // Relative time, from the server's clock: all deployed just now.
+            (
+                r#"items.find({"repo":"docker","type":"file","created":{"$last":"1d"}})"#,
+                vec!["docker/manifest.json", "docker/readme.md"],
+            ),
+            (r#"items.find({"modified":{"$before":"1d"}})"#, vec![]),
         ];
         for (query, expected) in cases {
             let (status, body) = hub.aql(query).await;

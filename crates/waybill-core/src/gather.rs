@@ -91,14 +91,19 @@ fn merge_props(into: &mut Props, added: &[crate::bundle::AddedProp]) {
 }
 
 /// Runs every query of `spec` and returns the version's artifacts, in query
-/// order and, within a query, in path order.
-pub async fn gather(store: &dyn ItemRepo, spec: &Spec) -> Result<Vec<BundleArtifact>, Error> {
+/// order and, within a query, in path order. Relative times in the queries
+/// (`$last`, `$before`) count back from `now`.
+pub async fn gather(
+    store: &dyn ItemRepo,
+    spec: &Spec,
+    now: crate::bundle::Millis,
+) -> Result<Vec<BundleArtifact>, Error> {
     let mut artifacts: Vec<BundleArtifact> = Vec::new();
     // target path -> index in `artifacts`
     let mut targets: BTreeMap<String, usize> = BTreeMap::new();
     for q in &spec.queries {
         let name = &q.query_name;
-        let query = Query::parse(&q.aql).map_err(|e| match e {
+        let query = Query::parse_at(&q.aql, now).map_err(|e| match e {
             Error::Invalid { reason, .. } => invalid(format!("query '{name}': {reason}")),
             other => other,
         })?;

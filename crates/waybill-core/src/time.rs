@@ -29,6 +29,22 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// `millis` moved back by whole calendar months, keeping the time of day
+/// and clamping the day to the target month's length (31 March less one
+/// month is 28 or 29 February). Saturates at the epoch.
+pub fn months_before(millis: Millis, months: u64) -> Millis {
+    let secs = (millis / 1000) as i64;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let total = y * 12 + (m as i64 - 1) - months.min(i64::MAX as u64 / 2) as i64;
+    let (ty, tm) = (total.div_euclid(12), total.rem_euclid(12) as u32 + 1);
+    let month_len =
+        days_from_civil(ty + i64::from(tm == 12), tm % 12 + 1, 1) - days_from_civil(ty, tm, 1);
+    let td = d.min(month_len as u32);
+    let days = days_from_civil(ty, tm, td);
+    let back = days * 86_400_000 + (millis % 86_400_000) as i64;
+    u64::try_from(back).unwrap_or(0)
+}
+
 /// `2024-05-01T10:00:00.000Z`.
 pub fn format_iso(millis: Millis) -> String {
     let secs = (millis / 1000) as i64;

@@ -404,7 +404,7 @@ pub(crate) async fn create(
     if let Some(key) = storing_key(body.storing_repository)? {
         v.storing_repository = key.to_string();
     }
-    v.artifacts = gather(state.store.as_ref(), &spec).await?;
+    v.artifacts = gather(state.store.as_ref(), &spec, now_millis()).await?;
     v.spec = spec;
     if body.sign_immediately.unwrap_or(false) {
         let signer = Box::new(keys::unlock_default(&state, &headers).await?);
@@ -469,7 +469,7 @@ pub(crate) async fn update(
     if let Some(key) = storing_key(body.storing_repository)? {
         next.storing_repository = key.to_string();
     }
-    next.artifacts = gather(state.store.as_ref(), &spec).await?;
+    next.artifacts = gather(state.store.as_ref(), &spec, now_millis()).await?;
     next.spec = spec;
     if body.sign_immediately.unwrap_or(false) {
         let signer = Box::new(keys::unlock_default(&state, &headers).await?);

@@ -1034,7 +1034,7 @@ async fn search_aql(
     who: Principal,
     body: String,
 ) -> Result<Response, ApiError> {
-    let query = AqlQuery::parse(&body)?;
+    let query = AqlQuery::parse_at(&body, now_millis())?;
     // Results only from repositories the caller may read.
     let readable = crate::authz::readable_repositories(&state, &who).await?;
     let results: Vec<Value> = match query.domain {

@@ -223,6 +223,10 @@ pub enum Op {
     Match,
     /// `$nmatch`
     Nmatch,
+    /// `$last`: within the given span before now (a date at or after now − span).
+    Last,
+    /// `$before`: up to the given span before now (a date at or before now − span).
+    Before,
 }
 
 impl Op {
@@ -236,11 +240,13 @@ impl Op {
             "$lte" => Op::Lte,
             "$match" => Op::Match,
             "$nmatch" => Op::Nmatch,
+            "$last" => Op::Last,
+            "$before" => Op::Before,
             other => {
                 return Err(error_at(
                     pos,
                     format!(
-                        "unknown operator '{other}'; use $eq, $ne, $gt, $gte, $lt, $lte, $match or $nmatch"
+                        "unknown operator '{other}'; use $eq, $ne, $gt, $gte, $lt, $lte, $match, $nmatch, $last or $before"
                     ),
                 ));
             }
@@ -254,7 +260,8 @@ impl Op {
             Op::Gt => ord == Ordering::Greater,
             Op::Gte => ord != Ordering::Less,
             Op::Lt => ord == Ordering::Less,
-            Op::Lte => ord != Ordering::Greater,
+            Op::Lte | Op::Before => ord != Ordering::Greater,
+            Op::Last => ord != Ordering::Less,
             Op::Match | Op::Nmatch => false,
         }
     }
@@ -277,6 +284,53 @@ impl Op {
 enum Operand {
     Value(FieldValue),
     Pattern(Pattern),
+    /// A span before "now", for `$last`/`$before`; `Query::parse_at`
+    /// replaces it with a date, and nothing evaluates it before.
+    Ago(Span),
+}
+
+/// A relative time such as `3d` or `2mo`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    amount: u64,
+    months: bool,
+    /// Milliseconds per unit, for units of fixed length.
+    unit_ms: u64,
+}
+
+impl Span {
+    /// Parses AQL's relative times: a whole number and a unit (`ms`/`mills`,
+    /// `s`/`seconds`, `minutes`, `d`/`days`, `w`/`weeks`, `mo`/`months`,
+    /// `y`/`years`).
+    fn parse(text: &str) -> Option<Span> {
+        let split = text.find(|c: char| !c.is_ascii_digit())?;
+        let (digits, unit) = text.split_at(split);
+        let amount: u64 = digits.parse().ok()?;
+        let (months, unit_ms) = match unit {
+            "ms" | "mills" => (false, 1),
+            "s" | "seconds" => (false, 1_000),
+            "minutes" => (false, 60_000),
+            "d" | "days" => (false, 86_400_000),
+            "w" | "weeks" => (false, 7 * 86_400_000),
+            "mo" | "months" => (true, 1),
+            "y" | "years" => (true, 12),
+            _ => return None,
+        };
+        Some(Span {
+            amount,
+            months,
+            unit_ms,
+        })
+    }
+
+    /// The moment `self` before `now`.
+    fn before(self, now: Millis) -> Millis {
+        if self.months {
+            crate::time::months_before(now, self.amount.saturating_mul(self.unit_ms))
+        } else {
+            now.saturating_sub(self.amount.saturating_mul(self.unit_ms))
+        }
+    }
 }
 
 /// A search criterion.
@@ -336,6 +390,25 @@ fn literal_text(v: &Value) -> Result<Option<String>, Error> {
 fn compile_field(field: Field, op: Op, v: &Value) -> Result<Criterion, Error> {
     let text = literal_text(v)?;
     let operand = match (op, field.kind(), text) {
+        (Op::Last | Op::Before, FieldKind::Date, Some(t)) => {
+            Operand::Ago(Span::parse(&t).ok_or_else(|| {
+                error_at(
+                    v.pos(),
+                    format!(
+                        "'{t}' is not a relative time; use a number and ms, s, minutes, d, w, mo or y, such as 3d"
+                    ),
+                )
+            })?)
+        }
+        (Op::Last | Op::Before, _, _) => {
+            return Err(error_at(
+                v.pos(),
+                format!(
+                    "$last and $before take a relative time on a date field (created, modified, updated), not on '{}'",
+                    field.name()
+                ),
+            ));
+        }
         (Op::Match | Op::Nmatch, _, Some(t)) => Operand::Pattern(Pattern::case_sensitive(&t)),
         (Op::Match | Op::Nmatch, _, None) => {
             return Err(error_at(v.pos(), "$match needs a pattern, not null"));
@@ -373,6 +446,12 @@ fn compile_field(field: Field, op: Op, v: &Value) -> Result<Criterion, Error> {
 }
 
 fn compile_prop(key: &str, op: Op, v: &Value) -> Result<Criterion, Error> {
+    if matches!(op, Op::Last | Op::Before) {
+        return Err(error_at(
+            v.pos(),
+            format!("$last and $before apply to date fields, not to the property '{key}'"),
+        ));
+    }
     let value =
         literal_text(v)?.ok_or_else(|| error_at(v.pos(), "property values are never null"))?;
     let pattern = matches!(op, Op::Match | Op::Nmatch).then(|| Pattern::case_sensitive(&value));
@@ -496,6 +575,8 @@ fn matches_operand(op: Op, operand: &Operand, actual: &FieldValue) -> bool {
             };
             p.matches(&text) != op.negative()
         }
+        // `Query::parse_at` resolves every span; an unresolved one matches nothing.
+        Operand::Ago(_) => false,
         Operand::Value(expected) => match (actual, expected) {
             // null only equals null; ordering against null is false.
             (FieldValue::Str(None), FieldValue::Str(None)) => {
@@ -733,9 +814,49 @@ fn sort(args: &[Value], pos: Pos) -> Result<Sort, Error> {
     Ok(Sort { ascending, fields })
 }
 
+impl Criterion {
+    /// Replaces relative times with dates as of `now`; returns how many
+    /// there were.
+    fn resolve(&mut self, now: Option<Millis>) -> usize {
+        match self {
+            Criterion::And(parts) | Criterion::Or(parts) => {
+                parts.iter_mut().map(|c| c.resolve(now)).sum()
+            }
+            Criterion::Field { operand, .. } => match (&operand.0, now) {
+                (Operand::Ago(span), Some(now)) => {
+                    operand.0 = Operand::Value(FieldValue::Date(span.before(now)));
+                    1
+                }
+                (Operand::Ago(_), None) => 1,
+                _ => 0,
+            },
+            Criterion::Prop { .. } => 0,
+        }
+    }
+}
+
 impl Query {
-    /// Parses and interprets AQL text.
+    /// Parses and interprets AQL text, with relative times (`$last`,
+    /// `$before`) taken from `now`: the core has no clock of its own.
+    pub fn parse_at(text: &str, now: Millis) -> Result<Query, Error> {
+        let mut q = Query::parse_inner(text)?;
+        q.criteria.resolve(Some(now));
+        Ok(q)
+    }
+
+    /// Parses and interprets AQL text that holds no relative times.
     pub fn parse(text: &str) -> Result<Query, Error> {
+        let mut q = Query::parse_inner(text)?;
+        if q.criteria.resolve(None) > 0 {
+            return Err(Error::Invalid {
+                field: "aql",
+                reason: "$last and $before need the current time (Query::parse_at)".into(),
+            });
+        }
+        Ok(q)
+    }
+
+    fn parse_inner(text: &str) -> Result<Query, Error> {
         let raw = parse::parse(text)?;
         let domain = match raw.domain.as_str() {
             "items" => Domain::Items,

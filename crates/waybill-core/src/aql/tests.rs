@@ -373,3 +373,104 @@ proptest! {
         let _ = Query::parse(&mutated);
     }
 }
+
+#[test]
+fn relative_times_count_back_from_the_given_now() {
+    // Corpus items were created at 1.7e12 (libs) and 1.6e12 (docker) ms.
+    let now = 1_700_000_200_000 + 86_400_000; // a day after the newest item
+    let matching = |aql: &str| -> Vec<String> {
+        let q = Query::parse_at(aql, now).unwrap_or_else(|e| panic!("{aql}: {e}"));
+        corpus()
+            .into_iter()
+            .filter(|i| q.criteria.matches(i))
+            .map(|i| i.repo_path())
+            .collect()
+    };
+    let libs = [
+        "libs/org/acme/app-1.0.jar",
+        "libs/org/acme/app-1.0-sources.jar",
+        "libs/org/acme/lib.tgz",
+    ];
+    assert_eq!(
+        matching(r#"items.find({"type":"file","created":{"$last":"2d"}})"#),
+        libs
+    );
+    assert_eq!(
+        matching(r#"items.find({"type":"file","created":{"$last":"1d"}})"#),
+        ["libs/org/acme/lib.tgz"],
+        "exactly a day old is within the last day"
+    );
+    assert_eq!(
+        matching(r#"items.find({"type":"file","created":{"$last":"23minutes"}})"#),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        matching(r#"items.find({"type":"file","created":{"$before":"1w"}})"#),
+        ["docker/img/manifest.json", "docker/readme.md"]
+    );
+    // Units from the AQL documentation, long and short.
+    for (span, ms) in [
+        ("10ms", 10),
+        ("10mills", 10),
+        ("3s", 3_000),
+        ("3seconds", 3_000),
+        ("2minutes", 120_000),
+        ("1d", 86_400_000),
+        ("1days", 86_400_000),
+        ("2w", 1_209_600_000),
+        ("2weeks", 1_209_600_000),
+    ] {
+        assert_eq!(Span::parse(span).unwrap().before(now), now - ms, "{span}");
+    }
+    let march_31 = crate::time::parse_iso("2026-03-31T08:30:00Z").unwrap();
+    assert_eq!(
+        crate::time::format_iso(Span::parse("1mo").unwrap().before(march_31)),
+        "2026-02-28T08:30:00.000Z",
+        "a month back clamps to the month's last day"
+    );
+    assert_eq!(
+        crate::time::format_iso(Span::parse("1y").unwrap().before(march_31)),
+        "2025-03-31T08:30:00.000Z"
+    );
+    assert_eq!(
+        crate::time::format_iso(Span::parse("25months").unwrap().before(march_31)),
+        "2024-02-29T08:30:00.000Z",
+        "leap years count"
+    );
+    assert_eq!(
+        Span::parse("1000000y").unwrap().before(march_31),
+        0,
+        "saturates"
+    );
+    for bad in ["d", "3", "3h", "3 d", "-3d", "3D", "x3d"] {
+        assert!(Span::parse(bad).is_none(), "{bad}");
+    }
+}
+
+#[test]
+fn relative_times_are_refused_where_they_mean_nothing() {
+    let now = 1_700_000_000_000;
+    for (aql, fragment) in [
+        (
+            r#"items.find({"created":{"$last":"3h"}})"#,
+            "is not a relative time",
+        ),
+        (r#"items.find({"size":{"$last":"3d"}})"#, "not on 'size'"),
+        (
+            r#"items.find({"@quality":{"$before":"3d"}})"#,
+            "not to the property 'quality'",
+        ),
+    ] {
+        let err = Query::parse_at(aql, now)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(fragment), "{aql}: {err}");
+    }
+    // Without a clock the core cannot resolve them, and says so.
+    let err = Query::parse(r#"items.find({"modified":{"$last":"1d"}})"#)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("parse_at"), "{err}");
+}
