@@ -1707,4 +1707,63 @@ async fn edge_status_is_checked_not_assumed() {
         "{one}"
     );
     assert!(one.get("token").is_none(), "tokens are never returned");
+
+    // A live edge's position is kept when given, and checked.
+    let live = &edges[0];
+    let (_, body) = statuses().await;
+    let live_id = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == live.name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let put = |location: Value| {
+        hub.http
+            .put(hub.server.url(&format!("/mc/api/v1/jpds/{live_id}")))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .json(&json!({"name": live.name, "url": live.server.base, "token": live.token, "location": location}))
+            .send()
+    };
+    let res = put(json!({"city_name": "Frankfurt", "country_code": "DE", "latitude": 50.110922, "longitude": 8.682127}))
+        .await
+        .unwrap();
+    let (status, body) = hub.json(res).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["location"]["latitude"], 50.110922);
+    assert_eq!(body["location"]["longitude"], 8.682127);
+    for (location, fragment) in [
+        (
+            json!({"city_name": "Frankfurt", "country_code": "DE", "latitude": 50.1}),
+            "give both or neither",
+        ),
+        (
+            json!({"city_name": "Frankfurt", "country_code": "DE", "latitude": 91.0, "longitude": 8.0}),
+            "within ±90",
+        ),
+    ] {
+        let (status, body) = hub.json(put(location).await.unwrap()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(fragment),
+            "{body}"
+        );
+    }
+    let kept: Value = hub
+        .http
+        .get(hub.server.url(&format!("/mc/api/v1/jpds/{live_id}")))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        kept["location"]["latitude"], 50.110922,
+        "refusals wrote nothing"
+    );
+    assert_eq!(kept["status"], "ONLINE");
 }

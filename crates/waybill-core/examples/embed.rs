@@ -76,6 +76,7 @@ async fn main() -> Result<(), waybill_core::Error> {
         url: format!("http://edge-{i}.example:8082"),
         pairing_token: waybill_core::auth::Secret::new("not used here"),
         tags: Vec::new(),
+        position: None,
     })
     .collect();
     let rules = RuleSet::new(&[DistributionRule {

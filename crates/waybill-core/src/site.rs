@@ -100,6 +100,41 @@ pub struct EdgeSite {
     /// Free labels from registration.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Where the site is, when registration said.
+    #[serde(default)]
+    pub position: Option<Position>,
+}
+
+/// A site's latitude and longitude, in millionths of a degree (about 0.1 m),
+/// so sites stay comparable with `Eq`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// Latitude × 10⁶, −90° to 90°.
+    pub latitude_e6: i32,
+    /// Longitude × 10⁶, −180° to 180°.
+    pub longitude_e6: i32,
+}
+
+impl Position {
+    /// A position from degrees, or `None` when either is out of range or
+    /// not a number.
+    pub fn from_degrees(latitude: f64, longitude: f64) -> Option<Position> {
+        let ok = (-90.0..=90.0).contains(&latitude) && (-180.0..=180.0).contains(&longitude);
+        ok.then(|| Position {
+            latitude_e6: (latitude * 1e6).round() as i32,
+            longitude_e6: (longitude * 1e6).round() as i32,
+        })
+    }
+
+    /// Latitude in degrees.
+    pub fn latitude(&self) -> f64 {
+        f64::from(self.latitude_e6) / 1e6
+    }
+
+    /// Longitude in degrees.
+    pub fn longitude(&self) -> f64 {
+        f64::from(self.longitude_e6) / 1e6
+    }
 }
 
 fn no_token() -> crate::auth::Secret {
@@ -120,6 +155,7 @@ impl EdgeSite {
             url: String::new(),
             pairing_token: no_token(),
             tags: Vec::new(),
+            position: None,
         }
     }
 }
@@ -127,6 +163,22 @@ impl EdgeSite {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_keep_micro_degrees_and_refuse_the_impossible() {
+        let p = Position::from_degrees(50.110_922, 8.682_127).unwrap();
+        assert_eq!((p.latitude_e6, p.longitude_e6), (50_110_922, 8_682_127));
+        assert_eq!((p.latitude(), p.longitude()), (50.110922, 8.682127));
+        assert!(Position::from_degrees(-90.0, 180.0).is_some());
+        for (lat, lon) in [
+            (90.5, 0.0),
+            (0.0, -180.5),
+            (f64::NAN, 0.0),
+            (0.0, f64::INFINITY),
+        ] {
+            assert!(Position::from_degrees(lat, lon).is_none(), "{lat} {lon}");
+        }
+    }
 
     #[test]
     fn service_ids_round_trip() {

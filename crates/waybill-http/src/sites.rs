@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use waybill_core::auth::Secret;
 use waybill_core::rules::{RuleSet, SiteIndex};
-use waybill_core::site::{EdgeSite, ServiceId};
+use waybill_core::site::{EdgeSite, Position, ServiceId};
 use waybill_core::store::Store;
 
 use crate::{ApiError, AppState, Json, Principal};
@@ -100,11 +100,26 @@ pub(crate) struct Location {
     city_name: String,
     country_code: String,
     #[serde(default)]
-    #[allow(dead_code)]
     latitude: Option<f64>,
     #[serde(default)]
-    #[allow(dead_code)]
     longitude: Option<f64>,
+}
+
+impl Location {
+    /// Both coordinates or neither, each in range; a 400 naming the problem.
+    fn position(&self) -> Result<Option<Position>, ApiError> {
+        match (self.latitude, self.longitude) {
+            (None, None) => Ok(None),
+            (Some(lat), Some(lon)) => Position::from_degrees(lat, lon).map(Some).ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "location.latitude must be within ±90 and location.longitude within ±180, not {lat}, {lon}"
+                ))
+            }),
+            _ => Err(ApiError::bad_request(
+                "location.latitude and location.longitude go together; give both or neither",
+            )),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -130,7 +145,11 @@ fn jpd_json(s: &EdgeSite, status: &str) -> Value {
         "url": s.url,
         "type": "edge",
         "status": status,
-        "location": {"city_name": s.city_name, "country_code": s.country_code},
+        "location": match s.position {
+            Some(p) => json!({"city_name": s.city_name, "country_code": s.country_code,
+                              "latitude": p.latitude(), "longitude": p.longitude()}),
+            None => json!({"city_name": s.city_name, "country_code": s.country_code}),
+        },
         "tags": s.tags,
     })
 }
@@ -160,6 +179,7 @@ fn validate(body: &JpdBody) -> Result<(), ApiError> {
     if body.location.city_name.trim().is_empty() {
         return Err(bad("location.city_name is required"));
     }
+    body.location.position()?;
     Ok(())
 }
 
@@ -294,6 +314,7 @@ pub(crate) async fn push_key_material(
 }
 
 async fn save(state: &AppState, body: JpdBody, id: ServiceId) -> Result<EdgeSite, ApiError> {
+    let position = body.location.position()?;
     let site = EdgeSite {
         service_id: id,
         name: body.name,
@@ -302,6 +323,7 @@ async fn save(state: &AppState, body: JpdBody, id: ServiceId) -> Result<EdgeSite
         url: body.url.trim_end_matches('/').to_string(),
         pairing_token: Secret::new(body.token),
         tags: body.tags,
+        position,
     };
     let saved = state.store.put_site(site.clone()).await;
     state.sites.invalidate();

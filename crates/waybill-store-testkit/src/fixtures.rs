@@ -82,6 +82,7 @@ pub fn site(n: u64, site_name: &str, city: &str, country: &str) -> EdgeSite {
         url: format!("http://127.0.0.1:{}", 9000 + n),
         pairing_token: waybill_core::auth::Secret::new(format!("token-{n}")),
         tags: vec!["fixture".into()],
+        position: None,
     }
 }
 
