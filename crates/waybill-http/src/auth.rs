@@ -104,13 +104,6 @@ const LOCKOUT: Duration = Duration::from_secs(30);
 /// Settings key prefix of a lockout's end (wall-clock millis), per user.
 const LOCKOUT_SETTING: &str = "security.lockout.";
 
-fn wall_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[derive(Clone, Copy)]
 struct Failures {
     count: u32,
@@ -171,7 +164,7 @@ impl Authenticator {
         let locked = self.count_failure(name);
         if locked {
             // Kept in the store too, so a restart does not lift the lockout.
-            let until = wall_millis() + LOCKOUT.as_millis() as u64;
+            let until = crate::now_millis() + LOCKOUT.as_millis() as u64;
             let key = format!("{LOCKOUT_SETTING}{name}");
             if let Err(e) = self.store.put_setting(&key, &until.to_string()).await {
                 tracing::warn!(user = name, error = %e, "could not persist the lockout");
@@ -181,7 +174,7 @@ impl Authenticator {
 
     /// Loads lockouts that outlived the last run, and drops expired ones.
     pub async fn restore_lockouts(&self) -> Result<(), waybill_core::StoreError> {
-        let now = wall_millis();
+        let now = crate::now_millis();
         for (key, until) in self.store.list_settings(LOCKOUT_SETTING).await? {
             let name = key.trim_start_matches(LOCKOUT_SETTING);
             match until.parse::<u64>() {

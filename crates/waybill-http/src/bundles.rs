@@ -27,19 +27,13 @@ use waybill_core::state::{After, VersionEvent, VersionState};
 use waybill_core::store::Page;
 use waybill_core::time::format_iso;
 
+use crate::now_millis;
 use crate::{ApiError, AppState, Json, Principal, keys};
 
 /// Versions per page in listings, as the seed documents.
 const PAGE_SIZE: u64 = 10;
 /// The setting holding the scan policy (JSON).
 pub(crate) const SCAN_POLICY: &str = "scan.policy";
-
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 // ---- wire types --------------------------------------------------------
 

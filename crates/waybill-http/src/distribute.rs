@@ -31,6 +31,7 @@ use waybill_core::state::VersionEvent;
 use waybill_core::time::format_iso;
 use waybill_core::tracker::{SiteEvent, SiteProgress, SiteStatus, Tracker, TrackerId, TrackerKind};
 
+use crate::now_millis;
 use crate::{ApiError, AppState, Json, Principal};
 
 /// Cancellation flags of running trackers, shared by the engine and `abort`.
@@ -91,13 +92,6 @@ impl Default for RetryPolicy {
     }
 }
 
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 #[derive(Deserialize, Default)]
 pub(crate) struct RuleDto {
     site_name: Option<String>,
@@ -151,15 +145,7 @@ pub(crate) async fn distribute(
         )));
     }
     let rules = rules_from(body.distribution_rules);
-    let sites = state.sites.get(state.store.as_ref()).await?;
-    let selected = sites.select(&RuleSet::new(&rules));
-    if selected.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "the distribution rules match none of the {} registered edge sites",
-            sites.sites.len()
-        )));
-    }
-    let selected = crate::authz::allowed_sites(&state, &who, Action::Distribute, selected).await?;
+    let selected = select_sites(&state, &who, &rules, Action::Distribute).await?;
     let refs: Vec<Value> = selected.iter().map(site_ref).collect();
     if body.dry_run {
         return Ok(axum::Json(json!({"id": 0, "sites": refs})).into_response());
@@ -183,6 +169,25 @@ pub(crate) async fn distribute(
         axum::Json(json!({"id": tracker.id, "sites": refs})),
     )
         .into_response())
+}
+
+/// The registered sites `rules` select and `who` may act on: a 400 when
+/// the rules select none, a 403 naming them when none is allowed.
+async fn select_sites(
+    state: &AppState,
+    who: &Principal,
+    rules: &[DistributionRule],
+    action: Action,
+) -> Result<Vec<EdgeSite>, ApiError> {
+    let sites = state.sites.get(state.store.as_ref()).await?;
+    let selected = sites.select(&RuleSet::new(rules));
+    if selected.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "the distribution rules match none of the {} registered edge sites",
+            sites.sites.len()
+        )));
+    }
+    crate::authz::allowed_sites(state, who, action, selected).await
 }
 
 /// Starts the engine for a tracker in the background.
@@ -803,15 +808,7 @@ pub(crate) async fn delete_from_edges(
     }
     let v = crate::bundles::existing_version(&state, &name, &version).await?;
     let rules = rules_from(body.distribution_rules);
-    let sites = state.sites.get(state.store.as_ref()).await?;
-    let selected = sites.select(&RuleSet::new(&rules));
-    if selected.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "the distribution rules match none of the {} registered edge sites",
-            sites.sites.len()
-        )));
-    }
-    let selected = crate::authz::allowed_sites(&state, &who, Action::Delete, selected).await?;
+    let selected = select_sites(&state, &who, &rules, Action::Delete).await?;
     let refs: Vec<Value> = selected.iter().map(site_ref).collect();
     if body.dry_run {
         return Ok(axum::Json(json!({"id": 0, "sites": refs})).into_response());

@@ -375,10 +375,7 @@ async fn commit(
     Json(b): Json<SignedBundle>,
 ) -> Result<Response, ApiError> {
     let wanted = verified(&ctx, &b).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now = crate::now_millis();
     // Target repositories: create them when allowed, else refuse by name.
     let mut repos: Vec<RepoKey> = wanted.iter().map(|w| w.repo.clone()).collect();
     repos.sort();

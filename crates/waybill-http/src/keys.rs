@@ -12,6 +12,7 @@ use waybill_core::auth::Secret;
 use waybill_core::keys::SigningKey;
 use waybill_pgp::{PgpError, PgpSigner};
 
+use crate::now_millis;
 use crate::{ApiError, AppState, Json, Principal};
 
 const NO_KEY: &str = "No public GPG key exists in Distribution";
@@ -39,13 +40,6 @@ fn protocol(p: &str) -> Result<(), ApiError> {
             "unknown key protocol '{other}'; use pgp or gpg"
         ))),
     }
-}
-
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl From<PgpError> for ApiError {

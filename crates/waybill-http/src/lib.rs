@@ -88,6 +88,15 @@ impl AppState {
     }
 }
 
+/// Wall-clock time as the store keeps it: the core has no clock, so the
+/// adapter reads it here, once for every handler.
+pub(crate) fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The server version reported by `system/info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -12,15 +12,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use waybill_core::auth::{PasswordHash, User};
 
+use crate::now_millis;
 use crate::tokens::{ADMIN_SCOPE, Tokens, USER_SCOPE};
 use crate::{ApiError, AppState, Json, Principal};
-
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 fn flag(form: &HashMap<String, String>, key: &str, default: bool) -> Result<bool, ApiError> {
     match form.get(key).map(String::as_str) {

@@ -32,6 +32,7 @@ use waybill_core::permissions::Action;
 use waybill_core::store::{BlobInfo, Expected};
 use waybill_core::time::{format_http_date, format_iso};
 
+use crate::now_millis;
 use crate::{ApiError, AppState, Json, Principal};
 
 /// Which routes to mount.
@@ -93,13 +94,6 @@ pub fn routes(mode: Mode) -> Router<AppState> {
 /// Routes anyone may call.
 pub fn anonymous_routes() -> Router<AppState> {
     Router::new().route("/artifactory/api/system/ping", get(|| async { "OK" }))
-}
-
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn base_url(headers: &HeaderMap) -> String {

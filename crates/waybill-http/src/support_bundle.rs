@@ -30,6 +30,7 @@ use waybill_core::bundle::Props;
 use waybill_core::store::Page;
 use waybill_core::time::format_iso;
 
+use crate::now_millis;
 use crate::{ApiError, AppState, Principal};
 
 const REPO: &str = "support-bundles";
@@ -194,13 +195,6 @@ struct Meta {
     description: String,
     parameters: Parameters,
     created: u64,
-}
-
-fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// `YYYY-MM-DD`, checked, or a 400 naming the field.
