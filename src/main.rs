@@ -102,6 +102,35 @@ struct ServeArgs {
     /// compiled in (cargo features) can be chosen.
     #[arg(long, env = "WAYBILL_STORE", default_value = "sqlite")]
     store: String,
+
+    /// Seconds a client has to send a request's headers; idle keep-alive
+    /// connections close after it too.
+    #[arg(long, env = "WAYBILL_HEADER_TIMEOUT_SECS", default_value_t = 30)]
+    header_timeout_secs: u64,
+
+    /// Seconds a request body may pause between two pieces (not in all: large uploads keep going).
+    #[arg(long, env = "WAYBILL_BODY_IDLE_TIMEOUT_SECS", default_value_t = 60)]
+    body_idle_timeout_secs: u64,
+
+    /// Connections served at once; more are closed as they arrive.
+    #[arg(long, env = "WAYBILL_MAX_CONNECTIONS", default_value_t = 512)]
+    max_connections: usize,
+
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
+    #[arg(long, env = "WAYBILL_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    shutdown_grace_secs: u64,
+}
+
+impl ServeArgs {
+    fn limits(&self) -> waybill_http::server::Limits {
+        use std::time::Duration;
+        waybill_http::server::Limits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            body_idle_timeout: Duration::from_secs(self.body_idle_timeout_secs.max(1)),
+            max_connections: self.max_connections.max(1),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
 }
 
 /// Key under which the hub's service id is kept.
@@ -294,7 +323,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let (listener, addr) = bind(&args).await?;
     tracing::info!(%addr, store = %kind, data_dir = %args.data_dir.display(), service_id = %state.service_id, "waybill hub started");
-    axum_serve(listener, waybill_http::router(state)).await?;
+    let limits = args.limits();
+    http_serve(listener, waybill_http::router(state), limits).await?;
     tracing::info!("waybill stopped");
     Ok(())
 }
@@ -351,14 +381,22 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    axum_serve(listener, waybill_http::edge_router(state, cfg)).await?;
+    http_serve(
+        listener,
+        waybill_http::edge_router(state, cfg),
+        args.node.limits(),
+    )
+    .await?;
     tracing::info!("waybill edge stopped");
     Ok(())
 }
 
-async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) -> anyhow::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+async fn http_serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: waybill_http::server::Limits,
+) -> anyhow::Result<()> {
+    waybill_http::server::serve(listener, app, limits, shutdown_signal())
         .await
         .context("serving HTTP")
 }

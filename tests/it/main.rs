@@ -8,6 +8,7 @@
 //! - `bundles`: release bundles v1 and signing keys.
 //! - `distribution`: a hub and edges as separate processes.
 //! - `security`: users, tokens, throttling.
+//! - `hardening`: regressions for what a black-box probe found (issue 11).
 //! - `source`: the Artifactory-compatible source repository.
 //! - `support_bundles`: support bundles, and that they hold no secrets.
 //! - `layering`: the dependency-direction invariant.
@@ -16,6 +17,7 @@ mod authz_matrix;
 mod bundles;
 mod cli;
 mod distribution;
+mod hardening;
 mod layering;
 mod security;
 mod serve;

@@ -42,6 +42,9 @@ pub enum Error {
         /// A human description of the existing record.
         what: String,
     },
+    /// The caller may not do this; the message names what they lack.
+    #[error("{0}")]
+    Forbidden(String),
     /// The record changed while the operation worked on it; retrying may succeed.
     #[error("conflict: {0}")]
     Conflict(String),

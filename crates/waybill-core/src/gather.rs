@@ -93,10 +93,15 @@ fn merge_props(into: &mut Props, added: &[crate::bundle::AddedProp]) {
 /// Runs every query of `spec` and returns the version's artifacts, in query
 /// order and, within a query, in path order. Relative times in the queries
 /// (`$last`, `$before`) count back from `now`.
+///
+/// `may_read` says whether the caller may read a repository: a matched file
+/// in one they may not read refuses the whole spec with `Error::Forbidden`
+/// naming the repository (never the file), rather than dropping it silently.
 pub async fn gather(
     store: &dyn ItemRepo,
     spec: &Spec,
     now: crate::bundle::Millis,
+    may_read: &(dyn Fn(&str) -> bool + Send + Sync),
 ) -> Result<Vec<BundleArtifact>, Error> {
     let mut artifacts: Vec<BundleArtifact> = Vec::new();
     // target path -> index in `artifacts`
@@ -127,6 +132,13 @@ pub async fn gather(
             .into_iter()
             .filter(|i| i.kind == ItemKind::File)
         {
+            if !may_read(item.repo.as_str()) {
+                return Err(Error::Forbidden(format!(
+                    "query '{name}' matches files in repository '{}', which you may not read; \
+                     narrow the query or ask for read permission on it",
+                    item.repo
+                )));
+            }
             let Some(sums) = item.checksums else { continue };
             let source = item.repo_path();
             let target = map_path(&mappings, &source);

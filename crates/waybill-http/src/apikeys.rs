@@ -100,6 +100,7 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     who: Principal,
 ) -> Result<Response, ApiError> {
+    who.require_full_rights("creating an API key")?;
     if state
         .store
         .get_setting(&format!("{BY_USER}{}", who.name))
@@ -119,6 +120,7 @@ pub(crate) async fn regenerate(
     State(state): State<AppState>,
     who: Principal,
 ) -> Result<Response, ApiError> {
+    who.require_full_rights("replacing an API key")?;
     revoke_for(&state, &who.name).await?;
     issue(&state, &who.name).await
 }
@@ -142,6 +144,7 @@ pub(crate) async fn delete(
     State(state): State<AppState>,
     who: Principal,
 ) -> Result<Response, ApiError> {
+    who.require_full_rights("revoking an API key")?;
     if revoke_for(&state, &who.name).await? {
         tracing::info!(user = %who.name, "API key revoked");
         Ok(axum::Json(json!({"info": "API key revoked"})).into_response())

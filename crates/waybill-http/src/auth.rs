@@ -10,6 +10,7 @@
 //! Hashing runs on the blocking pool, never on an async worker.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,10 @@ pub struct Principal {
     pub admin: bool,
     /// Groups the user belongs to.
     pub groups: Vec<String>,
+    /// Authenticated by a token whose scope is narrower than the user's
+    /// rights (an admin's `applied-permissions/user` token). Such a caller
+    /// may not mint credentials, which would carry the full rights.
+    pub reduced: bool,
 }
 
 impl Principal {
@@ -49,6 +54,7 @@ impl Principal {
             name: user.name,
             admin: user.admin,
             groups: user.groups,
+            reduced: false,
         }
     }
 
@@ -59,6 +65,19 @@ impl Principal {
             groups: &self.groups,
             admin: self.admin,
         }
+    }
+
+    /// 403 for a scope-reduced caller: anything that mints or revokes a
+    /// credential needs the user's full rights.
+    pub fn require_full_rights(&self, what: &str) -> Result<(), ApiError> {
+        if self.reduced {
+            return Err(ApiError::forbidden(format!(
+                "{what} needs the user's full rights; this token's scope is narrower \
+                 (use the password, or a token with scope {})",
+                crate::tokens::ADMIN_SCOPE
+            )));
+        }
+        Ok(())
     }
 
     /// 403 unless the caller is an administrator.
@@ -95,12 +114,18 @@ struct CacheEntry {
     verified: Instant,
 }
 
-/// Failed logins tolerated per user within [`FAILURE_WINDOW`].
+/// Failed logins tolerated per user name within [`FAILURE_WINDOW`].
 const MAX_FAILURES: u32 = 5;
+/// Failed logins tolerated per client address within [`FAILURE_WINDOW`]:
+/// enough for a few people behind one NAT, too few to guess passwords.
+const MAX_ADDRESS_FAILURES: u32 = 30;
 /// The window failures are counted in.
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
-/// How long a user is refused after too many failures.
+/// How long a user name or an address is refused after too many failures.
 const LOCKOUT: Duration = Duration::from_secs(30);
+/// Names and addresses tracked at most, each; live entries are never
+/// evicted to make room, so flooding cannot lift someone's lockout.
+const TRACKED_MAX: usize = 10_000;
 /// Settings key prefix of a lockout's end (wall-clock millis), per user.
 const LOCKOUT_SETTING: &str = "security.lockout.";
 
@@ -111,13 +136,82 @@ struct Failures {
     locked_until: Option<Instant>,
 }
 
+impl Failures {
+    fn fresh(now: Instant) -> Failures {
+        Failures {
+            count: 0,
+            since: now,
+            locked_until: None,
+        }
+    }
+
+    /// Whether this entry still means anything at `now`.
+    fn live(&self, now: Instant) -> bool {
+        self.locked_until.is_some_and(|u| u > now)
+            || now.duration_since(self.since) <= FAILURE_WINDOW
+    }
+
+    fn locked_for(&self, now: Instant) -> Option<Duration> {
+        self.locked_until
+            .map(|u| u.saturating_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+}
+
+/// Failed logins by user name and by client address, in bounded memory.
+#[derive(Default)]
+struct Throttle {
+    by_name: HashMap<String, Failures>,
+    by_address: HashMap<IpAddr, Failures>,
+}
+
+/// Counts one failure for `key`; true when it starts a lockout. When the
+/// map is full of live entries, a new key is not tracked (the address
+/// count still bounds whoever is filling it).
+fn count_failure<K: std::hash::Hash + Eq>(
+    map: &mut HashMap<K, Failures>,
+    key: K,
+    max: u32,
+    now: Instant,
+) -> bool {
+    if map.len() >= TRACKED_MAX && !map.contains_key(&key) {
+        map.retain(|_, f| f.live(now));
+        if map.len() >= TRACKED_MAX {
+            return false;
+        }
+    }
+    let f = map.entry(key).or_insert(Failures::fresh(now));
+    if f.locked_for(now).is_some() {
+        return false;
+    }
+    if now.duration_since(f.since) > FAILURE_WINDOW {
+        *f = Failures::fresh(now);
+    }
+    f.count += 1;
+    if f.count >= max {
+        *f = Failures {
+            locked_until: Some(now + LOCKOUT),
+            ..Failures::fresh(now)
+        };
+        return true;
+    }
+    false
+}
+
+/// The client's address, when the server recorded it.
+fn client_address(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 /// Verifies credentials against the user store.
 #[derive(Clone)]
 pub struct Authenticator {
     store: Arc<dyn Store>,
     key: Arc<hmac::Key>,
     cache: Arc<Mutex<CredentialCache>>,
-    failures: Arc<Mutex<HashMap<String, Failures>>>,
+    throttle: Arc<Mutex<Throttle>>,
     /// Access-token minting and checking.
     pub tokens: crate::tokens::Tokens,
 }
@@ -137,58 +231,111 @@ impl Authenticator {
             store,
             key: Arc::new(key),
             cache: Arc::default(),
-            failures: Arc::default(),
+            throttle: Arc::default(),
             tokens: crate::tokens::Tokens::default(),
         }
     }
 
-    /// Refuses a user locked out after repeated failures, saying when to retry.
-    fn check_lockout(&self, name: &str) -> Result<(), ApiError> {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(until) = failures.get(name).and_then(|f| f.locked_until) {
-            let left = until.saturating_duration_since(Instant::now());
-            if !left.is_zero() {
-                return Err(ApiError::throttled(
-                    format!(
-                        "too many failed logins for user '{name}'; retry in {} seconds",
-                        left.as_secs() + 1
-                    ),
-                    left.as_secs() + 1,
-                ));
-            }
+    /// Refuses a password attempt for a locked name or from a locked
+    /// address, saying when to retry.
+    fn check_lockout(&self, name: &str, address: Option<IpAddr>) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let throttle = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(left) = address
+            .and_then(|a| throttle.by_address.get(&a))
+            .and_then(|f| f.locked_for(now))
+        {
+            return Err(ApiError::throttled(
+                format!(
+                    "too many failed logins from your address; retry in {} seconds",
+                    left.as_secs() + 1
+                ),
+                left.as_secs() + 1,
+            ));
+        }
+        if let Some(left) = throttle.by_name.get(name).and_then(|f| f.locked_for(now)) {
+            return Err(ApiError::throttled(
+                format!(
+                    "too many failed logins for user '{name}'; retry in {} seconds \
+                     (an access token or API key still works, and an admin can unlock the user)",
+                    left.as_secs() + 1
+                ),
+                left.as_secs() + 1,
+            ));
         }
         Ok(())
     }
 
-    async fn record_failure(&self, name: &str) {
-        let locked = self.count_failure(name);
-        if locked {
+    /// Counts a failed credential against the address and, for passwords
+    /// (`name` given), against the user name. `known` says whether the user
+    /// exists: only their lockouts are stored, so the store cannot be
+    /// filled with made-up names.
+    async fn record_failure(&self, name: Option<&str>, address: Option<IpAddr>, known: bool) {
+        let now = Instant::now();
+        let locked = {
+            let mut throttle = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(a) = address
+                && count_failure(&mut throttle.by_address, a, MAX_ADDRESS_FAILURES, now)
+            {
+                tracing::warn!(address = %a, "too many failed logins from one address; refusing its passwords for a while");
+            }
+            name.is_some_and(|n| {
+                count_failure(&mut throttle.by_name, n.to_string(), MAX_FAILURES, now)
+            })
+        };
+        let Some(name) = name.filter(|_| locked) else {
+            return;
+        };
+        tracing::warn!(
+            user = name,
+            "too many failed logins; refusing the user's password for a while"
+        );
+        if known {
             // Kept in the store too, so a restart does not lift the lockout.
             let until = crate::now_millis() + LOCKOUT.as_millis() as u64;
-            let key = format!("{LOCKOUT_SETTING}{name}");
-            if let Err(e) = self.store.put_setting(&key, &until.to_string()).await {
+            if let Err(e) = self.persist_lockout(name, until).await {
                 tracing::warn!(user = name, error = %e, "could not persist the lockout");
             }
         }
     }
 
-    /// Loads lockouts that outlived the last run, and drops expired ones.
+    /// Stores a lockout's end and drops rows that have expired, so the rows
+    /// stay at most one per existing user, and only while they matter.
+    async fn persist_lockout(
+        &self,
+        name: &str,
+        until: u64,
+    ) -> Result<(), waybill_core::StoreError> {
+        let now = crate::now_millis();
+        for (key, end) in self.store.list_settings(LOCKOUT_SETTING).await? {
+            if end.parse::<u64>().is_ok_and(|end| end <= now) {
+                self.store.delete_setting(&key).await?;
+            }
+        }
+        self.store
+            .put_setting(&format!("{LOCKOUT_SETTING}{name}"), &until.to_string())
+            .await
+    }
+
+    /// Loads lockouts that outlived the last run, and drops expired ones
+    /// and ones of users that no longer exist.
     pub async fn restore_lockouts(&self) -> Result<(), waybill_core::StoreError> {
         let now = crate::now_millis();
         for (key, until) in self.store.list_settings(LOCKOUT_SETTING).await? {
             let name = key.trim_start_matches(LOCKOUT_SETTING);
             match until.parse::<u64>() {
-                Ok(until) if until > now => {
+                Ok(until) if until > now && self.store.get_user(name).await?.is_some() => {
                     let left = Duration::from_millis(until - now);
-                    self.failures
+                    let at = Instant::now();
+                    self.throttle
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
+                        .by_name
                         .insert(
                             name.to_string(),
                             Failures {
-                                count: 0,
-                                since: Instant::now(),
-                                locked_until: Some(Instant::now() + left),
+                                locked_until: Some(at + left),
+                                ..Failures::fresh(at)
                             },
                         );
                 }
@@ -200,54 +347,47 @@ impl Authenticator {
         Ok(())
     }
 
-    /// Counts a failure; true when it starts a lockout.
-    fn count_failure(&self, name: &str) -> bool {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if failures.len() > CACHE_MAX {
-            failures.clear();
-        }
+    /// Lifts a user's lockout (and forgets their failures); true if they were locked.
+    pub async fn unlock(&self, name: &str) -> Result<bool, waybill_core::StoreError> {
+        let was = self
+            .throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_name
+            .remove(name)
+            .is_some_and(|f| f.locked_for(Instant::now()).is_some());
+        self.store
+            .delete_setting(&format!("{LOCKOUT_SETTING}{name}"))
+            .await?;
+        Ok(was)
+    }
+
+    /// User names locked out now, sorted.
+    pub fn locked_users(&self) -> Vec<String> {
         let now = Instant::now();
-        let f = failures.entry(name.to_string()).or_insert(Failures {
-            count: 0,
-            since: now,
-            locked_until: None,
-        });
-        if now.duration_since(f.since) > FAILURE_WINDOW {
-            *f = Failures {
-                count: 0,
-                since: now,
-                locked_until: None,
-            };
-        }
-        f.count += 1;
-        if f.count >= MAX_FAILURES {
-            tracing::warn!(
-                user = name,
-                "too many failed logins; refusing the user for a while"
-            );
-            *f = Failures {
-                count: 0,
-                since: now,
-                locked_until: Some(now + LOCKOUT),
-            };
-            return true;
-        }
-        false
+        let mut names: Vec<String> = self
+            .throttle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_name
+            .iter()
+            .filter(|(_, f)| f.locked_for(now).is_some())
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        names
     }
 
     fn record_success(&self, name: &str) {
-        self.failures
+        self.throttle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .by_name
             .remove(name);
     }
 
-    /// Checks a user name and password; `Ok(None)` means wrong or unknown.
-    pub async fn verify_password(
-        &self,
-        name: &str,
-        password: &str,
-    ) -> Result<Option<User>, ApiError> {
+    /// Checks a user name and password.
+    async fn verify_password(&self, name: &str, password: &str) -> Result<PasswordCheck, ApiError> {
         let user = self.store.get_user(name).await?;
         let tag = hmac::sign(&self.key, password.as_bytes()).as_ref().to_vec();
         let cache_key = (name.to_string(), tag);
@@ -257,7 +397,7 @@ impl Authenticator {
                 && hit.phc == user.password_hash.as_phc()
                 && hit.verified.elapsed() < CACHE_TTL
             {
-                return Ok(Some(user.clone()));
+                return Ok(PasswordCheck::Valid(user.clone()));
             }
         }
         let password = password.to_string();
@@ -277,10 +417,14 @@ impl Authenticator {
                 "password check failed",
             )
         })?;
-        if !ok {
-            return Ok(None);
-        }
-        let Some(user) = user else { return Ok(None) };
+        let user = match user {
+            Some(user) if ok => user,
+            other => {
+                return Ok(PasswordCheck::Wrong {
+                    known: other.is_some(),
+                });
+            }
+        };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_MAX {
             cache.clear();
@@ -292,10 +436,14 @@ impl Authenticator {
                 verified: Instant::now(),
             },
         );
-        Ok(Some(user))
+        Ok(PasswordCheck::Valid(user))
     }
 
-    async fn authenticate(&self, header: &str) -> Result<Principal, ApiError> {
+    async fn authenticate(
+        &self,
+        header: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Principal, ApiError> {
         let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
         if scheme.eq_ignore_ascii_case("basic") {
             let decoded = base64::engine::general_purpose::STANDARD
@@ -306,17 +454,20 @@ impl Authenticator {
             let (name, password) = decoded
                 .split_once(':')
                 .ok_or_else(|| ApiError::unauthorized("malformed Basic credentials"))?;
-            self.check_lockout(name)?;
+            // Bounded before anything else: no store lookup, no hashing and
+            // no bookkeeping for a name no user can have.
+            if User::validate_name(name).is_err() {
+                self.record_failure(None, address, false).await;
+                return Err(ApiError::unauthorized("bad user name or password"));
+            }
             // The JFrog CLI also sends API keys and access tokens as the
-            // Basic password (wire contract §1.2).
+            // Basic password (wire contract §1.2). Lockouts guard passwords
+            // only: a locked-out user's token or key still works.
             if crate::apikeys::looks_like_key(password) {
                 return match self.api_key_user(password).await? {
-                    Some(user) if user.name == name => {
-                        self.record_success(name);
-                        Ok(Principal::of(user))
-                    }
+                    Some(user) if user.name == name => Ok(Principal::of(user)),
                     _ => {
-                        self.record_failure(name).await;
+                        self.record_failure(None, address, false).await;
                         Err(ApiError::unauthorized("bad user name or API key"))
                     }
                 };
@@ -330,13 +481,14 @@ impl Authenticator {
                 }
                 return Ok(p);
             }
+            self.check_lockout(name, address)?;
             return match self.verify_password(name, password).await? {
-                Some(user) => {
+                PasswordCheck::Valid(user) => {
                     self.record_success(name);
                     Ok(Principal::of(user))
                 }
-                None => {
-                    self.record_failure(name).await;
+                PasswordCheck::Wrong { known } => {
+                    self.record_failure(Some(name), address, known).await;
                     Err(ApiError::unauthorized("bad user name or password"))
                 }
             };
@@ -358,11 +510,18 @@ impl Authenticator {
     }
 
     /// `X-JFrog-Art-Api: <key>`: the key alone names its user.
-    async fn authenticate_api_key(&self, key: &str) -> Result<Principal, ApiError> {
-        self.api_key_user(key.trim())
-            .await?
-            .map(Principal::of)
-            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API key"))
+    async fn authenticate_api_key(
+        &self,
+        key: &str,
+        address: Option<IpAddr>,
+    ) -> Result<Principal, ApiError> {
+        match self.api_key_user(key.trim()).await? {
+            Some(user) => Ok(Principal::of(user)),
+            None => {
+                self.record_failure(None, address, false).await;
+                Err(ApiError::unauthorized("unknown or revoked API key"))
+            }
+        }
     }
 
     async fn bearer(&self, token: &str) -> Result<Principal, ApiError> {
@@ -383,8 +542,10 @@ impl Authenticator {
                 ApiError::unauthorized("the access token's user no longer exists")
             })?;
             // An admin's user-scoped token acts as a plain user.
+            let admin = user.admin && claims.scp == crate::tokens::ADMIN_SCOPE;
             Ok(Principal {
-                admin: user.admin && claims.scp == crate::tokens::ADMIN_SCOPE,
+                reduced: user.admin && !admin,
+                admin,
                 name: user.name,
                 groups: user.groups,
             })
@@ -396,6 +557,15 @@ impl Authenticator {
 /// not a password (a password that looks like one still works by Bearer).
 fn looks_like_jwt(s: &str) -> bool {
     s.starts_with("eyJ") && s.split('.').count() == 3
+}
+
+/// The outcome of a password check.
+enum PasswordCheck {
+    Valid(User),
+    /// Wrong password, or no such user (`known` tells which, for bookkeeping only).
+    Wrong {
+        known: bool,
+    },
 }
 
 /// Middleware for every route but the anonymous ones: no valid credential, no entry.
@@ -412,11 +582,37 @@ pub async fn require_auth(
             .map(str::to_string)
     };
     let credentials = (header(AUTHORIZATION.as_str()), header("x-jfrog-art-api"));
+    let address = client_address(&req);
     let principal = match credentials {
-        (Some(authorization), _) => state.auth.authenticate(&authorization).await?,
-        (None, Some(key)) => state.auth.authenticate_api_key(&key).await?,
+        (Some(authorization), _) => state.auth.authenticate(&authorization, address).await?,
+        (None, Some(key)) => state.auth.authenticate_api_key(&key, address).await?,
         (None, None) => return Err(ApiError::unauthorized("authentication required")),
     };
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_failure_map_keeps_live_lockouts_and_tracks_no_newcomer() {
+        let now = Instant::now();
+        let mut map = HashMap::new();
+        for _ in 0..MAX_FAILURES {
+            count_failure(&mut map, "victim".to_string(), MAX_FAILURES, now);
+        }
+        assert!(map["victim"].locked_for(now).is_some());
+        for i in 0..TRACKED_MAX * 2 {
+            count_failure(&mut map, format!("flood-{i}"), MAX_FAILURES, now);
+        }
+        assert_eq!(map.len(), TRACKED_MAX, "bounded");
+        assert!(map["victim"].locked_for(now).is_some(), "not evicted");
+        // Once the window has passed, stale entries make room again.
+        let later = now + FAILURE_WINDOW + LOCKOUT + Duration::from_secs(1);
+        count_failure(&mut map, "newcomer".to_string(), MAX_FAILURES, later);
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["newcomer"].count, 1);
+    }
 }

@@ -142,13 +142,43 @@ fn notes_from(dto: Option<NotesDto>) -> Result<Option<ReleaseNotes>, ApiError> {
     }
 }
 
-fn storing_key(raw: Option<String>) -> Result<Option<RepoKey>, ApiError> {
-    raw.filter(|s| !s.is_empty())
-        .map(|s| {
-            RepoKey::parse(s).map_err(|e| ApiError::bad_request(format!("storing_repository: {e}")))
-        })
-        .transpose()
+/// The storing repository a request names, checked: only release-bundle
+/// repositories (the default, or ones created for that purpose) may hold
+/// bundles, never an ordinary or system repository.
+async fn storing_key(state: &AppState, raw: Option<String>) -> Result<Option<RepoKey>, ApiError> {
+    let Some(raw) = raw.filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let key = RepoKey::parse(raw)
+        .map_err(|e| ApiError::bad_request(format!("storing_repository: {e}")))?;
+    check_storing(state, &key).await?;
+    Ok(Some(key))
 }
+
+/// 400 unless `key` is absent (it will be created as a release-bundles
+/// repository) or already is one.
+async fn check_storing(state: &AppState, key: &RepoKey) -> Result<(), ApiError> {
+    let system = crate::source::RESERVED_REPOS
+        .iter()
+        .filter(|r| **r != ReleaseBundleVersion::DEFAULT_STORING_REPOSITORY)
+        .any(|r| r.eq_ignore_ascii_case(key.as_str()));
+    let usable = match state.store.get_repository(key).await? {
+        _ if system => false,
+        Some(repo) => repo.read_only && repo.package_type == RELEASE_BUNDLES_TYPE,
+        None => true,
+    };
+    if usable {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "storing_repository '{key}' is not a release-bundles repository; name '{}' or a repository that does not exist yet (it is created for release bundles)",
+            ReleaseBundleVersion::DEFAULT_STORING_REPOSITORY
+        )))
+    }
+}
+
+/// The package type of repositories Waybill creates to store bundles.
+const RELEASE_BUNDLES_TYPE: &str = "releaseBundles";
 
 /// The JSON shape of a version (seed 003 "Get Release Bundle Version").
 pub(crate) fn version_json(v: &ReleaseBundleVersion) -> Value {
@@ -222,26 +252,24 @@ type PgpSignerBox = Box<dyn Signer>;
 /// Makes sure the storing repository exists and is a read-only
 /// release-bundles repository.
 async fn storing_repository(state: &AppState, key: &RepoKey) -> Result<(), ApiError> {
-    match state.store.get_repository(key).await? {
-        Some(repo) if repo.read_only => Ok(()),
-        Some(_) => Err(ApiError::bad_request(format!(
-            "storing_repository '{key}' is an ordinary repository; signed bundles need a release-bundles repository"
-        ))),
-        None => {
-            let repo = Repository {
-                key: key.clone(),
-                package_type: "releaseBundles".into(),
-                description: "Signed release bundles (managed by Waybill)".into(),
-                created: now_millis(),
-                read_only: true,
-            };
-            match state.store.create_repository(repo).await {
-                Ok(()) => Ok(()),
-                // Created concurrently by another signing request.
-                Err(e) if e.kind() == waybill_core::StoreErrorKind::Conflict => Ok(()),
-                Err(e) => Err(e.into()),
-            }
+    check_storing(state, key).await?;
+    if state.store.get_repository(key).await?.is_some() {
+        return Ok(());
+    }
+    let repo = Repository {
+        key: key.clone(),
+        package_type: RELEASE_BUNDLES_TYPE.into(),
+        description: "Signed release bundles (managed by Waybill)".into(),
+        created: now_millis(),
+        read_only: true,
+    };
+    match state.store.create_repository(repo).await {
+        Ok(()) => Ok(()),
+        // Created concurrently: it must still be a release-bundles repository.
+        Err(e) if e.kind() == waybill_core::StoreErrorKind::Conflict => {
+            check_storing(state, key).await
         }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -338,6 +366,12 @@ pub(crate) async fn unreference(
     let Ok(key) = RepoKey::parse(v.storing_repository.clone()) else {
         return Ok(());
     };
+    // Never delete from a repository that does not hold bundles (a version
+    // stored before storing repositories were checked may name one).
+    if check_storing(state, &key).await.is_err() {
+        tracing::warn!(bundle = %v.label(), repo = %key, "storing repository is not a release-bundles repository; references left in place");
+        return Ok(());
+    }
     let removed = state.store.delete_item(&key, &storing_path(v)?).await?;
     crate::source::collect_garbage(state, removed.iter().filter_map(Item::sha256)).await
 }
@@ -365,6 +399,18 @@ fn parse_name(raw: &str) -> Result<BundleName, ApiError> {
 
 fn parse_version(raw: &str) -> Result<BundleVersion, ApiError> {
     Ok(BundleVersion::parse(raw)?)
+}
+
+/// The spec's artifacts, as far as the caller may read them: a file in a
+/// repository they cannot read refuses the spec (403 naming the repository),
+/// as `/api/search/aql` would have hidden it.
+async fn gather_for(
+    state: &AppState,
+    who: &Principal,
+    spec: &Spec,
+) -> Result<Vec<waybill_core::bundle::BundleArtifact>, ApiError> {
+    let may_read = crate::authz::readable_repositories(state, who).await?;
+    Ok(gather(state.store.as_ref(), spec, now_millis(), &may_read).await?)
 }
 
 /// `POST /api/v1/release_bundle`.
@@ -395,10 +441,10 @@ pub(crate) async fn create(
     let mut v = ReleaseBundleVersion::new(name, version, now_millis(), who.name.clone());
     v.description = body.description.unwrap_or_default();
     v.release_notes = notes_from(body.release_notes)?;
-    if let Some(key) = storing_key(body.storing_repository)? {
+    if let Some(key) = storing_key(&state, body.storing_repository).await? {
         v.storing_repository = key.to_string();
     }
-    v.artifacts = gather(state.store.as_ref(), &spec, now_millis()).await?;
+    v.artifacts = gather_for(&state, &who, &spec).await?;
     v.spec = spec;
     if body.sign_immediately.unwrap_or(false) {
         let signer = Box::new(keys::unlock_default(&state, &headers).await?);
@@ -460,10 +506,10 @@ pub(crate) async fn update(
     let mut next = current.clone();
     next.description = body.description.unwrap_or_default();
     next.release_notes = notes_from(body.release_notes)?;
-    if let Some(key) = storing_key(body.storing_repository)? {
+    if let Some(key) = storing_key(&state, body.storing_repository).await? {
         next.storing_repository = key.to_string();
     }
-    next.artifacts = gather(state.store.as_ref(), &spec, now_millis()).await?;
+    next.artifacts = gather_for(&state, &who, &spec).await?;
     next.spec = spec;
     if body.sign_immediately.unwrap_or(false) {
         let signer = Box::new(keys::unlock_default(&state, &headers).await?);
@@ -524,7 +570,7 @@ pub(crate) async fn sign(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
-    let storing = storing_key(body.storing_repository)?;
+    let storing = storing_key(&state, body.storing_repository).await?;
     let current = crate::bundles::existing_version(&state, &name, &version).await?;
     current.state.apply(VersionEvent::Sign)?;
     let mut to_sign = current.clone();

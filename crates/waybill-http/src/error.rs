@@ -105,6 +105,7 @@ impl From<Error> for ApiError {
                 ApiError::bad_request(e.to_string())
             }
             Error::NotFound { .. } => ApiError::not_found(e.to_string()),
+            Error::Forbidden(_) => ApiError::forbidden(e.to_string()),
             Error::AlreadyExists { .. } | Error::Conflict(_) => {
                 ApiError::new(StatusCode::CONFLICT, e.to_string())
             }

@@ -27,6 +27,7 @@ pub mod edge;
 pub mod error;
 mod keys;
 mod security;
+pub mod server;
 mod sites;
 pub mod source;
 mod support_bundle;
@@ -216,6 +217,14 @@ pub fn router(state: AppState) -> Router {
                 .post(apikeys::create)
                 .put(apikeys::regenerate)
                 .delete(apikeys::delete),
+        )
+        .route(
+            "/artifactory/api/security/lockedUsers",
+            get(security::locked_users),
+        )
+        .route(
+            "/artifactory/api/security/unlockUsers/{name}",
+            post(security::unlock_user),
         )
         .route(
             "/distribution/api/v1/system/support/bundle",

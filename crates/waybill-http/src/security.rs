@@ -363,3 +363,27 @@ pub(crate) async fn delete_user(
     crate::apikeys::revoke_for(&state, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+/// `GET /artifactory/api/security/lockedUsers` (admin): the user names
+/// refused now after failed logins.
+pub(crate) async fn locked_users(
+    State(state): State<AppState>,
+    who: Principal,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    Ok(axum::Json(state.auth.locked_users()).into_response())
+}
+
+/// `POST /artifactory/api/security/unlockUsers/{name}` (admin): lifts a
+/// user's login lockout at once.
+pub(crate) async fn unlock_user(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    who.require_admin()?;
+    User::validate_name(&name)?;
+    let was_locked = state.auth.unlock(&name).await?;
+    tracing::info!(user = %name, by = %who.name, was_locked, "login lockout lifted");
+    Ok(axum::Json(json!({"status_code": 200, "message": format!("user '{name}' is unlocked"), "was_locked": was_locked})).into_response())
+}

@@ -51,6 +51,14 @@ pub const ARTIFACTORY_VERSION: &str = "7.136.0";
 /// The repository name build permissions are granted on, as in Artifactory.
 const BUILD_INFO: &str = "artifactory-build-info";
 
+/// Names Waybill manages itself: no one may create an ordinary repository
+/// under them, and bundles may never store into the system ones.
+pub(crate) const RESERVED_REPOS: [&str; 3] = [
+    BUILD_INFO,
+    crate::support_bundle::REPO,
+    waybill_core::bundle::ReleaseBundleVersion::DEFAULT_STORING_REPOSITORY,
+];
+
 /// Bytes gathered from the request body before each blob write.
 const WRITE_CHUNK: usize = 256 << 10;
 /// Bytes read from a blob per response chunk.
@@ -263,6 +271,14 @@ async fn create_repository(
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let key = RepoKey::parse(key)?;
+    if RESERVED_REPOS
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(key.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "repository key '{key}' is reserved for Waybill's own use"
+        )));
+    }
     if let Some(body_key) = &cfg.key
         && body_key != key.as_str()
     {

@@ -33,7 +33,7 @@ use waybill_core::time::format_iso;
 use crate::now_millis;
 use crate::{ApiError, AppState, Principal};
 
-const REPO: &str = "support-bundles";
+pub(crate) const REPO: &str = "support-bundles";
 const META: &str = "support.bundle.";
 const ARCHIVE: &str = "support-bundle.zip";
 /// Settings that may leave the server, by prefix.

@@ -1,0 +1,403 @@
+//! Regressions for what a black-box probe of a running hub found (issue 11):
+//! each test replays the attack or the fault, on every store.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{ADMIN_PW, Hub, stores};
+
+/// Creates user `name` (password `<name>-password`) as the admin.
+async fn user(hub: &Hub, name: &str) {
+    let res = hub
+        .dist_api(Method::PUT, &format!("security/users/{name}"))
+        .json(&json!({"password": format!("{name}-password")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+}
+
+/// Stores permission `body` as the admin.
+async fn permission(hub: &Hub, body: Value) {
+    let name = body["name"].as_str().unwrap().to_string();
+    let res = hub
+        .dist_api(Method::PUT, &format!("security/permissions/{name}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "{}",
+        res.text().await.unwrap()
+    );
+}
+
+/// A request to `/distribution/api/v1/{path}` as `who`.
+fn as_user(hub: &Hub, method: Method, path: &str, who: (&str, &str)) -> reqwest::RequestBuilder {
+    hub.http
+        .request(
+            method,
+            hub.server.url(&format!("/distribution/api/v1/{path}")),
+        )
+        .basic_auth(who.0, Some(who.1))
+}
+
+/// An access token for `who` (with their password) and `scope`.
+async fn token(hub: &Hub, who: (&str, &str), scope: &str) -> String {
+    let res = as_user(hub, Method::POST, "security/token", who)
+        .form(&[("username", who.0), ("scope", scope)])
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = hub.json(res).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// Security 1: an admin's user-scoped token is refused on admin routes, and
+/// must not mint a credential that carries the admin's full rights.
+#[tokio::test]
+async fn a_scope_reduced_token_cannot_mint_an_api_key() {
+    for store in stores() {
+        let hub = Hub::start(store);
+        let reduced = token(&hub, ("admin", ADMIN_PW), "applied-permissions/user").await;
+        let users = hub.server.url("/distribution/api/v1/security/users");
+        let res = hub
+            .http
+            .get(&users)
+            .bearer_auth(&reduced)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{store}: scope holds");
+        let keys = hub.server.url("/artifactory/api/security/apiKey");
+        for method in [Method::POST, Method::PUT, Method::DELETE] {
+            let res = hub
+                .http
+                .request(method.clone(), &keys)
+                .bearer_auth(&reduced)
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = hub.json(res).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{store} {method}: {body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("full rights"),
+                "{body}"
+            );
+        }
+        // The same token as Basic `admin:<token>` is the same reduced caller.
+        let res = hub
+            .http
+            .put(&keys)
+            .basic_auth("admin", Some(&reduced))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{store}: via Basic");
+        // A full-scope token or the password still may; the key then acts as the admin.
+        let full = token(&hub, ("admin", ADMIN_PW), "applied-permissions/admin").await;
+        let res = hub.http.put(&keys).bearer_auth(&full).send().await.unwrap();
+        let (status, body) = hub.json(res).await;
+        assert_eq!(status, StatusCode::CREATED, "{store}: {body}");
+        let key = body["apiKey"].as_str().unwrap();
+        let res = hub
+            .http
+            .get(&users)
+            .header("X-JFrog-Art-Api", key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{store}");
+    }
+}
+
+/// A hub with a `secret` repository holding one file, an `open` one holding
+/// another, and `bundler`, who may write any bundle and read only `open`.
+async fn hub_with_secret_repo(store: &str) -> Hub {
+    let hub = Hub::start(store);
+    for repo in ["secret", "open"] {
+        hub.create_repo(repo).await;
+    }
+    let (status, _) = hub
+        .deploy("secret/plans/launch.txt", b"classified".to_vec())
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = hub.deploy("open/app/app.txt", b"public".to_vec()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    user(&hub, "bundler").await;
+    permission(
+        &hub,
+        json!({"name": "b", "resource_type": "release_bundle",
+               "release_bundles": {"include_patterns": ["**"]},
+               "principals": {"users": {"bundler": ["r", "w", "d"]}}}),
+    )
+    .await;
+    permission(
+        &hub,
+        json!({"name": "o", "resource_type": "repository",
+               "repositories": {"include_patterns": ["open"]},
+               "principals": {"users": {"bundler": ["r"]}}}),
+    )
+    .await;
+    hub
+}
+
+async fn create_as(hub: &Hub, who: (&str, &str), body: &Value) -> (StatusCode, Value) {
+    let res = as_user(hub, Method::POST, "release_bundle", who)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    hub.json(res).await
+}
+
+/// Security 2: bundle specs see only what the caller may read; a file in an
+/// unreadable repository refuses the spec, naming the repository only.
+#[tokio::test]
+async fn bundle_specs_respect_repository_read_permissions() {
+    for store in stores() {
+        let hub = hub_with_secret_repo(store).await;
+        let bundler = ("bundler", "bundler-password");
+        for aql in [r#"items.find({"repo":"secret"})"#, "items.find()"] {
+            let body = json!({"name": "rb", "version": "1", "dry_run": true,
+                              "spec": {"queries": [{"aql": aql}]}});
+            let (status, err) = create_as(&hub, bundler, &body).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{store} {aql}: {err}");
+            let text = err.to_string();
+            assert!(text.contains("'secret'"), "names the repository: {text}");
+            assert!(
+                !text.contains("launch")
+                    && !text.contains(&crate::support::sha256_hex(b"classified")),
+                "leaks nothing of the file: {text}"
+            );
+        }
+        // Not dry: nothing is stored either.
+        let body = json!({"name": "rb", "version": "1",
+                          "spec": {"queries": [{"aql": "items.find()"}]}});
+        assert_eq!(
+            create_as(&hub, bundler, &body).await.0,
+            StatusCode::FORBIDDEN
+        );
+        let res = hub
+            .dist_api(Method::GET, "release_bundle/rb/1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{store}");
+        // What the caller may read still gathers.
+        let body = json!({"name": "rb", "version": "1", "dry_run": true,
+                          "spec": {"queries": [{"aql": r#"items.find({"repo":"open"})"#}]}});
+        let (status, v) = create_as(&hub, bundler, &body).await;
+        assert_eq!(status, StatusCode::OK, "{store}: {v}");
+        assert_eq!(v["artifacts"][0]["source_repo_path"], "open/app/app.txt");
+        // Updates gather the same way.
+        let body = json!({"name": "rb", "version": "2",
+                          "spec": {"queries": [{"aql": r#"items.find({"repo":"open"})"#}]}});
+        assert_eq!(create_as(&hub, bundler, &body).await.0, StatusCode::CREATED);
+        let res = as_user(&hub, Method::PUT, "release_bundle/rb/2", bundler)
+            .json(&json!({"spec": {"queries": [{"aql": r#"items.find({"repo":"secret"})"#}]}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{store}: update");
+    }
+}
+
+/// Security 3: only release-bundle repositories may store bundles; system
+/// and ordinary repositories are refused, and reserved names cannot be taken.
+#[tokio::test]
+async fn storing_repositories_are_release_bundle_repositories_only() {
+    for store in stores() {
+        let hub = hub_with_secret_repo(store).await;
+        let bundler = ("bundler", "bundler-password");
+        // An admin's support bundle lives in `support-bundles`.
+        let res = hub
+            .dist_api(Method::POST, "system/support/bundle")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{store}: {}", res.status());
+        for storing in [
+            "support-bundles",
+            "artifactory-build-info",
+            "open",
+            "SUPPORT-BUNDLES",
+        ] {
+            let body = json!({"name": "rb", "version": "1", "storing_repository": storing,
+                              "spec": {"queries": [{"aql": r#"items.find({"repo":"open"})"#}]}});
+            let (status, err) = create_as(&hub, bundler, &body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{store} {storing}: {err}");
+            assert!(
+                err["message"].as_str().unwrap().contains("release-bundles"),
+                "{err}"
+            );
+        }
+        // A new name becomes a release-bundles repository, and stays usable.
+        let body = json!({"name": "rb", "version": "1", "storing_repository": "team-bundles",
+                          "spec": {"queries": [{"aql": r#"items.find({"repo":"open"})"#}]}});
+        let (status, v) = create_as(&hub, bundler, &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{store}: {v}");
+        for reserved in [
+            "support-bundles",
+            "artifactory-build-info",
+            "release-bundles",
+        ] {
+            let res = hub
+                .req(Method::PUT, &format!("api/repositories/{reserved}"))
+                .json(&json!({"rclass": "local"}))
+                .send()
+                .await
+                .unwrap();
+            let (status, err) = hub.json(res).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{store} {reserved}: {err}");
+        }
+    }
+}
+
+/// GETs `path` under `/distribution/api/v1` with Basic `user:secret`.
+async fn basic_status(hub: &Hub, path: &str, user: &str, secret: &str) -> StatusCode {
+    as_user(hub, Method::GET, path, (user, secret))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn locked_users(hub: &Hub, key: &str) -> Value {
+    let res = hub
+        .http
+        .get(hub.server.url("/artifactory/api/security/lockedUsers"))
+        .header("X-JFrog-Art-Api", key)
+        .send()
+        .await
+        .unwrap();
+    hub.json(res).await.1
+}
+
+/// Security 4: failed logins are bounded in memory and store, a lockout
+/// guards only the password (tokens and keys still work), only real users'
+/// lockouts are stored, an admin can unlock, and one address is throttled
+/// as a whole.
+#[tokio::test]
+async fn login_lockouts_are_bounded_password_only_and_unlockable() {
+    for store in stores() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut launch = crate::support::Launch::new(&data);
+        launch.store = store;
+        let hub = Hub {
+            server: launch.start(),
+            http: crate::support::client(),
+            _tmp: tempfile::tempdir().unwrap(),
+        };
+        let full = token(&hub, ("admin", ADMIN_PW), "applied-permissions/admin").await;
+        let res = hub
+            .http
+            .put(hub.server.url("/artifactory/api/security/apiKey"))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .send()
+            .await
+            .unwrap();
+        let key = hub.json(res).await.1["apiKey"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        // Over-long names are refused before any bookkeeping.
+        for i in 0..20 {
+            let name = format!("{i}{}", "n".repeat(60_000));
+            assert_eq!(
+                basic_status(&hub, "release_bundle", &name, "x").await,
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        // Five bad passwords lock `admin`'s password, and an unknown name.
+        for name in ["admin", "ghost"] {
+            for _ in 0..5 {
+                assert_eq!(
+                    basic_status(&hub, "release_bundle", name, "wrong").await,
+                    StatusCode::UNAUTHORIZED
+                );
+            }
+        }
+        assert_eq!(
+            basic_status(&hub, "release_bundle", "admin", ADMIN_PW).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{store}"
+        );
+        assert_eq!(locked_users(&hub, &key).await, json!(["admin", "ghost"]));
+        // The lockout guards the password only.
+        let users = "security/users";
+        let res = hub
+            .http
+            .get(hub.server.url(&format!("/distribution/api/v1/{users}")))
+            .bearer_auth(&full)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{store}: bearer token");
+        assert_eq!(
+            basic_status(&hub, users, "admin", &full).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            basic_status(&hub, users, "admin", &key).await,
+            StatusCode::OK
+        );
+
+        // A restart keeps the real user's lockout, and forgets made-up names.
+        let Hub { server, .. } = hub;
+        assert!(server.terminate().success());
+        let hub = Hub {
+            server: launch.start(),
+            http: crate::support::client(),
+            _tmp: tempfile::tempdir().unwrap(),
+        };
+        assert_eq!(locked_users(&hub, &key).await, json!(["admin"]), "{store}");
+        assert_eq!(
+            basic_status(&hub, "release_bundle", "admin", ADMIN_PW).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        // An admin unlocks.
+        let res = hub
+            .http
+            .post(
+                hub.server
+                    .url("/artifactory/api/security/unlockUsers/admin"),
+            )
+            .header("X-JFrog-Art-Api", &key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(
+            basic_status(&hub, "release_bundle", "admin", ADMIN_PW).await,
+            StatusCode::OK,
+            "{store}: unlocked"
+        );
+        assert_eq!(locked_users(&hub, &key).await, json!([]));
+
+        // One address guessing across many names is throttled as a whole.
+        for i in 0..30 {
+            basic_status(&hub, "release_bundle", &format!("u{i}"), "guess").await;
+        }
+        let res = as_user(&hub, Method::GET, "release_bundle", ("admin", ADMIN_PW))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{store}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("address"),
+            "{body}"
+        );
+        assert_eq!(
+            basic_status(&hub, users, "admin", &key).await,
+            StatusCode::OK
+        );
+    }
+}
