@@ -401,3 +401,157 @@ async fn login_lockouts_are_bounded_password_only_and_unlockable() {
         );
     }
 }
+
+/// A hub with small connection limits, so tests see them act quickly.
+fn limited_hub(
+    env: Vec<(&'static str, &'static str)>,
+) -> (crate::support::Server, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut launch = crate::support::Launch::new(&data);
+    launch.env.extend(env);
+    (launch.start(), tmp)
+}
+
+fn connect(server: &crate::support::Server) -> std::net::TcpStream {
+    let addr = server.base.trim_start_matches("http://");
+    let s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    s
+}
+
+/// Whether the server has closed `s` (reads end or fail); waits up to the read timeout.
+fn closed_by_server(s: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue, // an error response before closing
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Security 5: headers trickled line by line, idle connections and stalled
+/// bodies are cut after their timeouts; connections past the cap are closed
+/// at once; a steady slow upload is not cut.
+#[tokio::test]
+async fn slow_and_idle_connections_are_cut_and_capped() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let (server, _tmp) = limited_hub(vec![
+        ("WAYBILL_HEADER_TIMEOUT_SECS", "2"),
+        ("WAYBILL_BODY_IDLE_TIMEOUT_SECS", "2"),
+        ("WAYBILL_MAX_CONNECTIONS", "8"),
+    ]);
+    let res = crate::support::client()
+        .put(server.url("/artifactory/api/repositories/slow"))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .json(&json!({"rclass": "local"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    tokio::task::spawn_blocking(move || {
+        // A client trickling header lines is cut at the header timeout.
+        let mut s = connect(&server);
+        let start = Instant::now();
+        s.write_all(b"GET /distribution/api/v1/system/ping HTTP/1.1\r\n").unwrap();
+        let mut cut = false;
+        for i in 0..40 {
+            std::thread::sleep(Duration::from_millis(250));
+            if s.write_all(format!("X-Slow-{i}: a\r\n").as_bytes()).is_err() {
+                cut = true;
+                break;
+            }
+        }
+        assert!(cut || closed_by_server(&mut s), "trickle not cut");
+        assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
+
+        // The cap: 8 idle connections fill it; a ninth is closed at once.
+        let mut idle: Vec<_> = (0..8).map(|_| connect(&server)).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let mut ninth = connect(&server);
+        let start = Instant::now();
+        assert!(closed_by_server(&mut ninth));
+        assert!(start.elapsed() < Duration::from_secs(1), "closed at once");
+        // Idle connections close after the header timeout, and ping answers again.
+        for s in &mut idle {
+            assert!(closed_by_server(s), "idle connection kept");
+        }
+        let mut ping = connect(&server);
+        ping.write_all(b"GET /distribution/api/v1/system/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut ping, &mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+        // A body that stalls gets 408 and stores nothing; a steady slow one is kept.
+        let auth = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("admin:{ADMIN_PW}"))
+        );
+        let put = |path: &str, len: usize| {
+            let mut s = connect(&server);
+            s.write_all(
+                format!("PUT /artifactory/slow/{path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
+            )
+            .unwrap();
+            s
+        };
+        let mut stalled = put("stalled.bin", 100);
+        stalled.write_all(&[1u8; 10]).unwrap();
+        let mut answer = String::new();
+        let _ = std::io::Read::read_to_string(&mut stalled, &mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\"status_code\":408"), "{answer}");
+        let mut steady = put("steady.bin", 30);
+        for _ in 0..6 {
+            std::thread::sleep(Duration::from_millis(700));
+            steady.write_all(&[2u8; 5]).unwrap();
+        }
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut steady, &mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+        let get = |path: &str| {
+            let mut s = connect(&server);
+            s.write_all(format!("HEAD /artifactory/slow/{path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n").as_bytes()).unwrap();
+            let mut answer = String::new();
+            std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+            answer
+        };
+        assert!(get("stalled.bin").starts_with("HTTP/1.1 404"), "nothing stored");
+        assert!(get("steady.bin").starts_with("HTTP/1.1 200"));
+    })
+    .await
+    .unwrap();
+}
+
+/// Security 5: a half-sent request does not keep SIGTERM from finishing.
+#[tokio::test]
+async fn shutdown_has_a_deadline() {
+    use std::io::Write;
+    use std::time::{Duration, Instant};
+    let (server, _tmp) = limited_hub(vec![
+        ("WAYBILL_BODY_IDLE_TIMEOUT_SECS", "600"),
+        ("WAYBILL_SHUTDOWN_GRACE_SECS", "1"),
+    ]);
+    let mut s = connect(&server);
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("admin:{ADMIN_PW}"),
+    );
+    s.write_all(format!("POST /artifactory/api/search/aql HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Length: 1000\r\n\r\nitems").as_bytes())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    assert!(server.terminate().success());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}

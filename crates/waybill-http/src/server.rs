@@ -115,6 +115,25 @@ pub async fn serve(
     Ok(())
 }
 
+/// The answer to a request body that could not be read: 408 when the
+/// client stalled, 400 otherwise; either way nothing was stored.
+pub(crate) fn body_error(e: axum::Error) -> crate::ApiError {
+    let inner = e.into_inner();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+    while let Some(err) = source {
+        if let Some(stalled) = err.downcast_ref::<BodyStalled>() {
+            return crate::ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                format!("{stalled}; nothing was stored"),
+            );
+        }
+        source = err.source();
+    }
+    crate::ApiError::bad_request(format!(
+        "reading the request body failed: {inner}; nothing was stored"
+    ))
+}
+
 /// A request body that fails when the client pauses longer than `idle`.
 struct IdleBody {
     inner: Incoming,

@@ -470,9 +470,7 @@ async fn deploy(
         let mut stream = body.into_data_stream();
         let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::bad_request(format!("reading the request body failed: {e}"))
-            })?;
+            let chunk = chunk.map_err(crate::server::body_error)?;
             buf.extend_from_slice(&chunk);
             if buf.len() >= WRITE_CHUNK {
                 writer.write(&buf).await?;
