@@ -588,7 +588,7 @@ async fn edges_refuse_strangers_and_register_themselves_idempotently() {
         body["message"]
             .as_str()
             .unwrap()
-            .contains("refused the pairing token"),
+            .contains("accepting this pairing token"),
         "{body}"
     );
     bad["url"] = json!("http://127.0.0.1:1");

@@ -555,3 +555,121 @@ async fn shutdown_has_a_deadline() {
         start.elapsed()
     );
 }
+
+/// A one-thread HTTP server on 127.0.0.1 answering every request with
+/// `respond(request head)`; `None` keeps the connection open, silent.
+fn fake_http(respond: fn(&str) -> Option<String>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = vec![0u8; 8192];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            match respond(&head) {
+                Some(answer) => {
+                    let _ = s.write_all(answer.as_bytes());
+                }
+                None => held.push(s),
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn jpd(name: &str, url: &str, token: &str) -> Value {
+    json!({"name": name, "url": url, "token": token,
+           "location": {"city_name": "Frankfurt", "country_code": "DE"}})
+}
+
+/// Security 6: registration is bounded in time, follows no redirect, tells
+/// the caller nothing of how another service answered, and an address that
+/// answers with a registered edge's id cannot take over its record.
+#[tokio::test]
+async fn edge_registration_cannot_hang_probe_or_hijack() {
+    use std::time::{Duration, Instant};
+    let hub = Hub::start("sqlite");
+    // Accepts, never answers.
+    let silent = fake_http(|_| None);
+    let start = Instant::now();
+    let (status, body) = hub.json(hub.post_jpd(&jpd("s", &silent, "t")).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // A real edge, and a redirect to it: not followed.
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("edge");
+    let edge = crate::support::Launch::edge(&data, "e1", "Frankfurt", "DE", "edge-token").start();
+    let edge_url = edge.base.clone();
+    static TARGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TARGET.set(edge_url.clone()).unwrap();
+    let redirect = fake_http(|_| {
+        let to = TARGET.get().unwrap();
+        Some(format!(
+            "HTTP/1.1 302 Found\r\nLocation: {to}/waybill/api/v1/edge/info\r\nContent-Length: 0\r\n\r\n"
+        ))
+    });
+    let (status, body) = hub
+        .json(hub.post_jpd(&jpd("r", &redirect, "edge-token")).await)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Internal services' answers are not echoed back.
+    let teapot = fake_http(|_| {
+        Some("HTTP/1.1 418 I'm a teapot\r\nContent-Length: 13\r\n\r\ninternal-only".into())
+    });
+    let (status, body) = hub.json(hub.post_jpd(&jpd("t", &teapot, "x")).await).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let msg = body["message"].as_str().unwrap();
+    for leak in ["418", "teapot", "internal-only"] {
+        assert!(!msg.contains(leak), "{msg}");
+    }
+    let (status, body) = hub
+        .json(hub.post_jpd(&jpd("r", &redirect, "edge-token")).await)
+        .await;
+    assert!(
+        !body["message"].as_str().unwrap().contains("302"),
+        "{status} {body}"
+    );
+
+    // The real edge registers; an impostor answering with its id gets 409.
+    let (status, site) = hub
+        .json(hub.post_jpd(&jpd("e1", &edge_url, "edge-token")).await)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{site}");
+    let id = site["id"].as_str().unwrap().to_string();
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.set(id.clone()).unwrap();
+    let impostor = fake_http(|_| {
+        let body = format!(r#"{{"service_id":"{}"}}"#, ID.get().unwrap());
+        Some(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+    });
+    let (status, body) = hub
+        .json(hub.post_jpd(&jpd("e1", &impostor, "mine-now")).await)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let res = hub
+        .http
+        .get(hub.server.url(&format!("/mc/api/v1/jpds/{id}")))
+        .basic_auth("admin", Some(ADMIN_PW))
+        .send()
+        .await
+        .unwrap();
+    let (_, now) = hub.json(res).await;
+    assert_eq!(now["url"], json!(edge_url), "the record is unchanged");
+    assert_eq!(now["status"], "ONLINE", "{now}");
+    // The edge itself, with its own token, may register again.
+    let (status, _) = hub
+        .json(hub.post_jpd(&jpd("e1", &edge_url, "edge-token")).await)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -77,16 +77,26 @@ impl AppState {
             blobs,
             service_id,
             content_lock: Arc::default(),
-            http: reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
+            http: edge_client(),
             retry: distribute::RetryPolicy::default(),
             running: distribute::Running::default(),
             sites: sites::SiteCache::default(),
             logs: LogRing::default(),
         }
     }
+}
+
+/// The client for hub-to-edge calls. Edges never redirect, so a redirect
+/// is refused rather than followed to another host. There is no read
+/// timeout for all calls: an edge's commit re-verifies every blob and may
+/// rightly stay silent for minutes; short calls set their own total timeout.
+fn edge_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .tcp_keepalive(std::time::Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_default()
 }
 
 /// Wall-clock time as the store keeps it: the core has no clock, so the

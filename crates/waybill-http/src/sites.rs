@@ -229,14 +229,27 @@ async fn ask(
         .map_err(|e| Unproven::Unreachable(format!("the edge at {url} sent a bad id: {e}")))
 }
 
-/// Asks the edge who it is, presenting the token; a 400 saying why not.
+/// How long registration waits for an edge, in all: an address that
+/// accepts and never answers must not hang the request (or shutdown).
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asks the edge who it is, presenting the token; a 400 when it does not
+/// prove itself. The reason goes to the log only: the caller learns nothing
+/// about how some other service at that address answered.
 async fn probe(state: &AppState, url: &str, token: &str) -> Result<ServiceId, ApiError> {
-    ask(state, url, token, None).await.map_err(|e| match e {
-        Unproven::Refused => {
-            ApiError::bad_request(format!("the edge at {url} refused the pairing token"))
-        }
-        Unproven::Unreachable(why) => ApiError::bad_request(why),
-    })
+    ask(state, url, token, Some(REGISTER_TIMEOUT))
+        .await
+        .map_err(|e| {
+            let why = match e {
+                Unproven::Refused => "it refused the pairing token".to_string(),
+                Unproven::Unreachable(why) => why,
+            };
+            tracing::warn!(%url, %why, "registration: the edge did not prove itself");
+            ApiError::bad_request(format!(
+                "no Waybill edge accepting this pairing token answered at {url} \
+                 (the hub's log says why)"
+            ))
+        })
 }
 
 /// How long a status check waits for an edge: a listing must not hang on
@@ -301,6 +314,7 @@ pub(crate) async fn push_key_material(
             "{}/waybill/api/v1/edge/key",
             site.url.trim_end_matches('/')
         ))
+        .timeout(REGISTER_TIMEOUT)
         .bearer_auth(site.pairing_token.expose())
         .json(&json!({"public_key": public_key}))
         .send()
@@ -346,7 +360,24 @@ pub(crate) async fn register(
     who.require_admin()?;
     validate(&body)?;
     let id = probe(&state, &body.url, &body.token).await?;
-    let existed = state.store.get_site(&id).await?.is_some();
+    let existing = state.store.get_site(&id).await?;
+    // An address answering with a registered edge's id is that edge only
+    // if it holds that edge's pairing token; otherwise it would take over
+    // the site's record and receive the signing key.
+    if let Some(site) = &existing
+        && !waybill_core::auth::constant_time_eq(
+            site.pairing_token.expose().as_bytes(),
+            body.token.as_bytes(),
+        )
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "an edge is already registered as {id}; re-registering it needs its own pairing token"
+            ),
+        ));
+    }
+    let existed = existing.is_some();
     let site = save(&state, body, id).await?;
     let status = match push_key(&state, &site).await {
         Ok(()) => "ONLINE",
