@@ -673,3 +673,268 @@ async fn edge_registration_cannot_hang_probe_or_hijack() {
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Security 7: specs are bounded (queries, mappings, added properties and
+/// their values), added property keys follow the deploy rules, and listings
+/// are summaries that stay small whatever one version holds.
+#[tokio::test]
+async fn specs_are_bounded_and_listings_stay_light() {
+    for store in stores() {
+        let hub = hub_with_secret_repo(store).await;
+        let admin = ("admin", ADMIN_PW);
+        let q = |extra: Value| {
+            let mut q = json!({"aql": r#"items.find({"repo":"open"})"#});
+            for (k, v) in extra.as_object().unwrap() {
+                q[k] = v.clone();
+            }
+            q
+        };
+        let many_queries: Vec<Value> = (0..10_000).map(|_| q(json!({}))).collect();
+        let props = |n: usize, values: usize| -> Value {
+            (0..n)
+                .map(|i| json!({"key": format!("k{i}"), "values": vec!["v"; values]}))
+                .collect()
+        };
+        let cases = [
+            (json!(many_queries), "queries"),
+            (
+                json!([q(json!({"added_props": props(5_000, 1)}))]),
+                "added_props",
+            ),
+            (
+                json!([q(json!({"added_props": props(1, 1_000)}))]),
+                "values",
+            ),
+            (
+                json!([q(
+                    json!({"mappings": vec![json!({"input": "a", "output": "b"}); 100]})
+                )]),
+                "mappings",
+            ),
+            (
+                json!([q(json!({"added_props": [{"key": "", "values": ["x"]}]}))]),
+                "key",
+            ),
+            (
+                json!([q(
+                    json!({"added_props": [{"key": "a\u{0}b", "values": ["x"]}]})
+                )]),
+                "control",
+            ),
+            (
+                json!([q(
+                    json!({"aql": format!("items.find({{\"repo\":\"{}\"}})", "x".repeat(70_000))})
+                )]),
+                "AQL",
+            ),
+        ];
+        for (queries, what) in cases {
+            let body = json!({"name": "big", "version": "1", "spec": {"queries": queries}});
+            let start = std::time::Instant::now();
+            let (status, err) = create_as(&hub, admin, &body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{store} {what}: {err}");
+            assert!(
+                err["message"].as_str().unwrap().contains(what),
+                "{what}: {err}"
+            );
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(2),
+                "{what}"
+            );
+        }
+        let res = hub
+            .dist_api(Method::GET, "release_bundle/big/1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "nothing stored");
+
+        // The most a version may add, on both files: listings stay summaries.
+        let long = "v".repeat(1_000);
+        let added: Vec<Value> = (0..64)
+            .map(|i| json!({"key": format!("k{i}"), "values": vec![long.clone(); 8]}))
+            .collect();
+        let body = json!({"name": "heavy", "version": "1", "spec": {"queries": [
+            {"aql": r#"items.find({"repo":"open"})"#, "added_props": added}]}});
+        let (status, v) = create_as(&hub, admin, &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{store}");
+        assert_eq!(v["artifacts"][0]["props"].as_array().unwrap().len(), 64);
+        for path in ["release_bundle", "release_bundle/heavy"] {
+            let res = hub.dist_api(Method::GET, path).send().await.unwrap();
+            let text = res.text().await.unwrap();
+            assert!(text.len() < 4_096, "{path}: {} bytes", text.len());
+            let listed: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(listed[0]["artifacts_count"], 1, "{listed}");
+            assert!(listed[0].get("artifacts").is_none());
+        }
+    }
+}
+
+/// Security 8: every rejection has the wire's JSON error body; one body limit
+/// answers 413 everywhere; a method a protected route lacks is 401 before 405.
+#[tokio::test]
+async fn every_rejection_is_json_with_one_body_limit() {
+    let hub = Hub::start("sqlite");
+    let url = |p: &str| hub.server.url(p);
+    let expect = |status: StatusCode, want: StatusCode, text: &str, what: &str| {
+        assert_eq!(status, want, "{what}: {text}");
+        let body: Value =
+            serde_json::from_str(text).unwrap_or_else(|_| panic!("{what}: not JSON: {text:?}"));
+        assert_eq!(body["status_code"], want.as_u16(), "{what}: {body}");
+        assert!(!body["message"].as_str().unwrap().is_empty(), "{what}");
+    };
+    let send = |req: reqwest::RequestBuilder| async move {
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        (status, res.text().await.unwrap())
+    };
+    let admin = |m: Method, p: &str| {
+        hub.http
+            .request(m, url(p))
+            .basic_auth("admin", Some(ADMIN_PW))
+    };
+
+    // A path that is not UTF-8.
+    let (s, t) = send(admin(
+        Method::GET,
+        "/distribution/api/v1/release_bundle/%FF%FE/1",
+    ))
+    .await;
+    expect(s, StatusCode::BAD_REQUEST, &t, "bad UTF-8 path");
+    // A form endpoint sent JSON.
+    let (s, t) = send(
+        admin(Method::POST, "/distribution/api/v1/security/token")
+            .json(&json!({"username": "admin"})),
+    )
+    .await;
+    assert!(s.is_client_error(), "{s}");
+    expect(s, s, &t, "wrong form content type");
+    // One limit, one answer, on JSON, AQL and form endpoints alike. The
+    // client announces the size and waits (`Expect: 100-continue`), so the
+    // answer is read before any body is sent.
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("admin:{ADMIN_PW}"),
+    );
+    for (method, path, ctype) in [
+        (
+            "POST",
+            "/distribution/api/v1/release_bundle",
+            "application/json",
+        ),
+        (
+            "PUT",
+            "/distribution/api/v1/security/permissions/p",
+            "application/json",
+        ),
+        ("POST", "/artifactory/api/search/aql", "text/plain"),
+        (
+            "POST",
+            "/distribution/api/v1/security/token",
+            "application/x-www-form-urlencoded",
+        ),
+    ] {
+        use std::io::{Read, Write};
+        let mut tcp = connect(&hub.server);
+        write!(
+            tcp,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            3 << 20
+        )
+        .unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        let status: u16 = head[9..12].parse().unwrap();
+        expect(
+            StatusCode::from_u16(status).unwrap(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            body,
+            path,
+        );
+    }
+    // Methods a protected route lacks: 401 to strangers, 405 to users.
+    for method in [Method::OPTIONS, Method::PATCH] {
+        let (s, t) = send(
+            hub.http
+                .request(method.clone(), url("/distribution/api/v1/release_bundle")),
+        )
+        .await;
+        expect(
+            s,
+            StatusCode::UNAUTHORIZED,
+            &t,
+            &format!("anonymous {method}"),
+        );
+        let (s, t) = send(admin(method.clone(), "/distribution/api/v1/release_bundle")).await;
+        expect(
+            s,
+            StatusCode::METHOD_NOT_ALLOWED,
+            &t,
+            &format!("admin {method}"),
+        );
+    }
+    let (s, t) = send(hub.http.patch(url("/distribution/api/v1/system/ping"))).await;
+    expect(s, StatusCode::METHOD_NOT_ALLOWED, &t, "anonymous route");
+}
+
+/// Security 9: objects must be objects, deployed paths hold no invisible
+/// formatting characters, and `downloadUri` never carries a forged `Host`.
+#[tokio::test]
+async fn input_validation_refuses_the_dangerous_cases() {
+    for store in stores() {
+        let hub = Hub::start(store);
+        let policy = json!({"blocked_properties": [{"key": "quality", "values": ["rejected"]}], "blocked_checksums": []});
+        let res = hub
+            .dist_api(Method::PUT, "scan_policy")
+            .json(&policy)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        for body in [json!([]), json!("x"), json!(null)] {
+            let res = hub
+                .dist_api(Method::PUT, "scan_policy")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let (status, err) = hub.json(res).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{store} {body}: {err}");
+        }
+        let res = hub
+            .dist_api(Method::GET, "scan_policy")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            hub.json(res).await.1,
+            policy,
+            "{store}: the policy was not reset"
+        );
+
+        hub.create_repo("libs").await;
+        for name in [
+            "evil\u{202E}txt.exe",
+            "a\u{2028}b.txt",
+            "x\u{2066}y",
+            "m\u{200F}.bin",
+        ] {
+            let (status, err) = hub.deploy(&format!("libs/{name}"), b"x".to_vec()).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{store} {name:?}: {err}");
+            assert!(err["message"].as_str().unwrap().contains("U+"), "{err}");
+        }
+        let res = hub
+            .req(Method::PUT, "libs/ok.txt")
+            .header("host", "evil.example/phish?")
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let uri = body["downloadUri"].as_str().unwrap();
+        assert!(!uri.contains("evil"), "{uri}");
+        assert!(uri.ends_with("/artifactory/libs/ok.txt"), "{uri}");
+    }
+}

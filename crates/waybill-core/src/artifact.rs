@@ -98,7 +98,8 @@ impl ItemPath {
     /// Parses and normalises a path: `a//b/./c/` becomes `a/b/c`.
     ///
     /// Refused: a leading `/` (absolute), `..` segments, NUL and other control
-    /// characters, and `\` (a separator on Windows edges).
+    /// characters, bidirectional and line-separator characters
+    /// ([`crate::name::unsafe_char`]), and `\` (a separator on Windows edges).
     pub fn parse(raw: &str) -> Result<ItemPath, Error> {
         if raw.starts_with('/') {
             return Err(Error::invalid(
@@ -106,17 +107,13 @@ impl ItemPath {
                 format!("'{raw}' is absolute; paths are relative to the repository"),
             ));
         }
-        if let Some(c) = raw.chars().find(|c| c.is_control() || *c == '\\') {
+        if let Some(c) = raw
+            .chars()
+            .find(|c| crate::name::unsafe_char(*c) || *c == '\\')
+        {
             return Err(Error::invalid(
                 "path",
-                format!(
-                    "must not contain {}",
-                    if c == '\\' {
-                        "'\\'".to_string()
-                    } else {
-                        format!("control character U+{:04X}", c as u32)
-                    }
-                ),
+                format!("must not contain {}", crate::name::describe_char(c)),
             ));
         }
         let mut segments = Vec::new();
@@ -437,7 +434,7 @@ pub fn validate_props(props: &Props) -> Result<(), Error> {
                 format!("key '{k}' must be 1 to 255 characters"),
             ));
         }
-        if k.chars().any(|c| c.is_control())
+        if k.chars().any(crate::name::unsafe_char)
             || values.iter().any(|v| v.chars().any(|c| c.is_control()))
         {
             return Err(Error::invalid(

@@ -20,6 +20,110 @@ fn invalid(reason: String) -> Error {
     }
 }
 
+/// What one version may hold. A spec is work the hub does on every create
+/// and update, and added properties are copied into every artifact, so each
+/// is bounded; the figures are documented in `ARCHITECTURE.md`.
+pub mod limits {
+    /// Queries per spec.
+    pub const QUERIES: usize = 32;
+    /// Bytes of one query's AQL.
+    pub const AQL_BYTES: usize = 64 << 10;
+    /// Path mappings per query.
+    pub const MAPPINGS: usize = 32;
+    /// Bytes of one mapping's input or output.
+    pub const MAPPING_BYTES: usize = 4 << 10;
+    /// Added properties (keys) per query.
+    pub const ADDED_PROPS: usize = 64;
+    /// Values per added property.
+    pub const PROP_VALUES: usize = 64;
+    /// Bytes of one property value.
+    pub const PROP_VALUE_BYTES: usize = 4 << 10;
+    /// Bytes of every artifact's properties together (keys and values),
+    /// after added properties are merged in.
+    pub const VERSION_PROPS_BYTES: usize = 32 << 20;
+    /// Bytes of a version's description.
+    pub const DESCRIPTION_BYTES: usize = 16 << 10;
+    /// Bytes of a version's release notes.
+    pub const RELEASE_NOTES_BYTES: usize = 256 << 10;
+}
+
+/// Checks a spec against [`limits`], and added properties against the
+/// rules deploys follow (keys of 1–255 characters, no control characters,
+/// so no empty or NUL keys); a 400 naming the query and what is over.
+pub fn check_spec(spec: &Spec) -> Result<(), Error> {
+    if spec.queries.len() > limits::QUERIES {
+        return Err(invalid(format!(
+            "{} queries; a spec holds at most {}",
+            spec.queries.len(),
+            limits::QUERIES
+        )));
+    }
+    for q in &spec.queries {
+        let name = &q.query_name;
+        let over = |what: &str, n: usize, max: usize| {
+            invalid(format!("query '{name}': {what} is {n}; at most {max}"))
+        };
+        if q.aql.len() > limits::AQL_BYTES {
+            return Err(over(
+                "the AQL length in bytes",
+                q.aql.len(),
+                limits::AQL_BYTES,
+            ));
+        }
+        if q.mappings.len() > limits::MAPPINGS {
+            return Err(over(
+                "the number of mappings",
+                q.mappings.len(),
+                limits::MAPPINGS,
+            ));
+        }
+        if let Some(m) = q
+            .mappings
+            .iter()
+            .find(|m| m.input.len().max(m.output.len()) > limits::MAPPING_BYTES)
+        {
+            let n = m.input.len().max(m.output.len());
+            return Err(over(
+                "a mapping's length in bytes",
+                n,
+                limits::MAPPING_BYTES,
+            ));
+        }
+        if q.added_props.len() > limits::ADDED_PROPS {
+            return Err(over(
+                "the number of added_props",
+                q.added_props.len(),
+                limits::ADDED_PROPS,
+            ));
+        }
+        let mut props = Props::new();
+        for p in &q.added_props {
+            if p.values.len() > limits::PROP_VALUES {
+                return Err(over(
+                    &format!("the number of values of added property '{}'", p.key),
+                    p.values.len(),
+                    limits::PROP_VALUES,
+                ));
+            }
+            if let Some(v) = p.values.iter().find(|v| v.len() > limits::PROP_VALUE_BYTES) {
+                return Err(over(
+                    &format!("a value's length in bytes of added property '{}'", p.key),
+                    v.len(),
+                    limits::PROP_VALUE_BYTES,
+                ));
+            }
+            props.insert(p.key.clone(), p.values.clone());
+        }
+        crate::artifact::validate_props(&props).map_err(|e| match e {
+            Error::Invalid { reason, .. } => {
+                invalid(format!("query '{name}': added_props: {reason}"))
+            }
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
 /// Fills in defaults: a query without a name is `query-{index}`.
 pub fn normalise_spec(mut spec: Spec) -> Spec {
     for (i, q) in spec.queries.iter_mut().enumerate() {
@@ -103,9 +207,12 @@ pub async fn gather(
     now: crate::bundle::Millis,
     may_read: &(dyn Fn(&str) -> bool + Send + Sync),
 ) -> Result<Vec<BundleArtifact>, Error> {
+    check_spec(spec)?;
     let mut artifacts: Vec<BundleArtifact> = Vec::new();
     // target path -> index in `artifacts`
     let mut targets: BTreeMap<String, usize> = BTreeMap::new();
+    // Added properties multiply by artifacts: bound what is built.
+    let mut props_total = 0usize;
     for q in &spec.queries {
         let name = &q.query_name;
         let query = Query::parse_at(&q.aql, now).map_err(|e| match e {
@@ -167,6 +274,16 @@ pub async fn gather(
                 continue;
             }
             targets.insert(target.clone(), artifacts.len());
+            props_total += props
+                .iter()
+                .map(|(k, vs)| k.len() + vs.iter().map(String::len).sum::<usize>())
+                .sum::<usize>();
+            if props_total > limits::VERSION_PROPS_BYTES {
+                return Err(invalid(format!(
+                    "the artifacts' properties exceed {} MiB in all; add fewer or shorter properties, or split the bundle",
+                    limits::VERSION_PROPS_BYTES >> 20
+                )));
+            }
             artifacts.push(BundleArtifact {
                 checksum: sums.sha256,
                 source_repo_path: source,

@@ -83,7 +83,7 @@ fn check_segment(field: &'static str, raw: &str) -> Result<(), Error> {
     // `?`, `#` and `%` cannot survive the JFrog CLI's unescaped URL building.
     if let Some(c) = raw
         .chars()
-        .find(|c| c.is_control() || matches!(c, '/' | '\\' | '?' | '#' | '%'))
+        .find(|c| unsafe_char(*c) || matches!(c, '/' | '\\' | '?' | '#' | '%'))
     {
         return Err(Error::invalid(
             field,
@@ -93,9 +93,29 @@ fn check_segment(field: &'static str, raw: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn describe_char(c: char) -> String {
+/// Characters no name or path may hold: controls, and the invisible ones
+/// that make text display unlike what it is (bidirectional overrides and
+/// isolates, direction marks, line and paragraph separators), which would
+/// let `evil\u{202E}txt.exe` pass for something else in a listing.
+pub fn unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+pub(crate) fn describe_char(c: char) -> String {
     if c.is_control() {
         format!("control character U+{:04X}", c as u32)
+    } else if unsafe_char(c) {
+        format!("invisible formatting character U+{:04X}", c as u32)
     } else {
         format!("'{c}'")
     }

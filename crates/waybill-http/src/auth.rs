@@ -568,26 +568,43 @@ enum PasswordCheck {
     },
 }
 
+/// Who sent `req`, from its credentials; 401 without valid ones.
+pub(crate) fn authenticate_request(
+    state: &AppState,
+    req: &Request,
+) -> impl std::future::Future<Output = Result<Principal, ApiError>> + Send + 'static {
+    // Owned before any await: a request body is not `Sync`.
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    };
+    let credentials = (header(AUTHORIZATION.as_str()), header("x-jfrog-art-api"));
+    let address = client_address(req);
+    let state = state.clone();
+    async move { authenticate_credentials(&state, credentials, address).await }
+}
+
+async fn authenticate_credentials(
+    state: &AppState,
+    credentials: (Option<String>, Option<String>),
+    address: Option<IpAddr>,
+) -> Result<Principal, ApiError> {
+    match credentials {
+        (Some(authorization), _) => state.auth.authenticate(&authorization, address).await,
+        (None, Some(key)) => state.auth.authenticate_api_key(&key, address).await,
+        (None, None) => Err(ApiError::unauthorized("authentication required")),
+    }
+}
+
 /// Middleware for every route but the anonymous ones: no valid credential, no entry.
 pub async fn require_auth(
     State(state): State<AppState>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let headers = req.headers();
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-    };
-    let credentials = (header(AUTHORIZATION.as_str()), header("x-jfrog-art-api"));
-    let address = client_address(&req);
-    let principal = match credentials {
-        (Some(authorization), _) => state.auth.authenticate(&authorization, address).await?,
-        (None, Some(key)) => state.auth.authenticate_api_key(&key, address).await?,
-        (None, None) => return Err(ApiError::unauthorized("authentication required")),
-    };
+    let principal = authenticate_request(&state, &req).await?;
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }

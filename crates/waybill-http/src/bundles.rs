@@ -133,6 +133,15 @@ fn spec_from(dto: Option<SpecDto>) -> Result<Spec, ApiError> {
 }
 
 fn notes_from(dto: Option<NotesDto>) -> Result<Option<ReleaseNotes>, ApiError> {
+    use waybill_core::gather::limits::RELEASE_NOTES_BYTES;
+    if let Some(n) = &dto
+        && n.content.len() > RELEASE_NOTES_BYTES
+    {
+        return Err(ApiError::bad_request(format!(
+            "release_notes.content is {} bytes; at most {RELEASE_NOTES_BYTES}",
+            n.content.len()
+        )));
+    }
     match dto {
         Some(n) if !n.content.is_empty() => Ok(Some(ReleaseNotes {
             syntax: NotesSyntax::parse(n.syntax.as_deref().unwrap_or("plain_text"))?,
@@ -145,6 +154,18 @@ fn notes_from(dto: Option<NotesDto>) -> Result<Option<ReleaseNotes>, ApiError> {
 /// The storing repository a request names, checked: only release-bundle
 /// repositories (the default, or ones created for that purpose) may hold
 /// bundles, never an ordinary or system repository.
+fn description(raw: Option<String>) -> Result<String, ApiError> {
+    use waybill_core::gather::limits::DESCRIPTION_BYTES;
+    let d = raw.unwrap_or_default();
+    if d.len() > DESCRIPTION_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "description is {} bytes; at most {DESCRIPTION_BYTES}",
+            d.len()
+        )));
+    }
+    Ok(d)
+}
+
 async fn storing_key(state: &AppState, raw: Option<String>) -> Result<Option<RepoKey>, ApiError> {
     let Some(raw) = raw.filter(|s| !s.is_empty()) else {
         return Ok(None);
@@ -439,7 +460,7 @@ pub(crate) async fn create(
     }
     let spec = spec_from(body.spec)?;
     let mut v = ReleaseBundleVersion::new(name, version, now_millis(), who.name.clone());
-    v.description = body.description.unwrap_or_default();
+    v.description = description(body.description)?;
     v.release_notes = notes_from(body.release_notes)?;
     if let Some(key) = storing_key(&state, body.storing_repository).await? {
         v.storing_repository = key.to_string();
@@ -504,7 +525,7 @@ pub(crate) async fn update(
     current.state.apply(VersionEvent::Update)?;
     let spec = spec_from(body.spec)?;
     let mut next = current.clone();
-    next.description = body.description.unwrap_or_default();
+    next.description = description(body.description)?;
     next.release_notes = notes_from(body.release_notes)?;
     if let Some(key) = storing_key(&state, body.storing_repository).await? {
         next.storing_repository = key.to_string();
@@ -673,9 +694,31 @@ pub(crate) struct ListQuery {
     start_pos: Option<String>,
 }
 
+/// A version as listings show it: a summary, not the whole version. One
+/// version may hold thousands of artifacts and their properties; a listing
+/// of ten must stay small for everyone (`GET …/{name}/{version}` has it all).
+fn summary_json(v: &ReleaseBundleVersion) -> Value {
+    let mut j = json!({
+        "name": v.name.as_str(),
+        "version": v.version.as_str(),
+        "state": v.state.as_str(),
+        "description": v.description,
+        "created": format_iso(v.created),
+        "created_by": v.created_by,
+        "storing_repository": v.storing_repository,
+        "artifacts_count": v.artifacts.len(),
+        "artifacts_size": v.total_size(),
+        "archived": v.archived,
+    });
+    if let Some(notes) = &v.release_notes {
+        j["release_notes"] = json!({"syntax": notes.syntax.as_str(), "content": notes.content});
+    }
+    j
+}
+
 fn paged_response(items: Vec<ReleaseBundleVersion>, start: u64, total: u64) -> Response {
     let end = start + items.len() as u64;
-    let body: Vec<Value> = items.iter().map(version_json).collect();
+    let body: Vec<Value> = items.iter().map(summary_json).collect();
     let mut res = axum::Json(body).into_response();
     for (k, v) in [
         ("X-RangeLimit-StartPos", start),

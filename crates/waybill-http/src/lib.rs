@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -274,9 +274,41 @@ pub fn router(state: AppState) -> Router {
         .merge(anonymous)
         .merge(authenticated)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(refuse_large_bodies))
+        .layer(middleware::map_response(error::json_errors))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
+
+/// A body announced over [`BODY_LIMIT`] is refused before any of it is read
+/// (streamed deploys excepted), so the client reads a 413 instead of
+/// losing it to a connection reset mid-upload. Bodies without a length
+/// meet the same limit in the extractors.
+async fn refuse_large_bodies(req: Request, next: Next) -> Response {
+    // A deploy is `PUT` under the Artifactory prefix, outside its `api`.
+    let mut segments = req.uri().path().trim_start_matches('/').split('/');
+    let streamed = req.method() == axum::http::Method::PUT
+        && segments.next() == Some("artifactory")
+        && segments.next().is_some_and(|s| s != "api");
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match announced {
+        Some(len) if !streamed && len > BODY_LIMIT as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is {len} bytes; at most {BODY_LIMIT} are accepted here"),
+        )
+        .into_response(),
+        _ => next.run(req).await,
+    }
+}
+
+/// The most any buffered request body (JSON, forms, AQL) may hold; streamed
+/// deploys and blobs are not buffered and have no such limit. Over it: 413.
+pub const BODY_LIMIT: usize = 2 << 20;
 
 /// An edge node's surface: the read-only source API for its users, and the
 /// distribution API for its paired hub.
@@ -295,18 +327,47 @@ pub fn edge_router(state: AppState, cfg: edge::EdgeConfig) -> Router {
         .merge(anonymous)
         .merge(authenticated)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(refuse_large_bodies))
         .with_state(state.clone());
     edge::routes(state, cfg)
         .merge(public)
+        .layer(middleware::map_response(error::json_errors))
         .layer(middleware::from_fn(log_request))
 }
 
-async fn method_not_allowed(req: Request) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("{} is not allowed on {}", req.method(), req.uri().path()),
-    )
+/// 405 for a method a route lacks, but only to a caller who may see the
+/// route: on protected paths an unauthenticated caller gets 401 first, as
+/// for every other request there (`OPTIONS` included).
+async fn method_not_allowed(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+) -> Response {
+    let path = req.uri().path().to_string();
+    let anonymous = ANONYMOUS_PATHS.contains(&path.as_str());
+    let method = req.method().clone();
+    let refuse = move |_: Request| async move {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path}"),
+        )
+        .into_response()
+    };
+    if anonymous {
+        return refuse(req).await;
+    }
+    match auth::authenticate_request(&state, &req).await {
+        Ok(_) => refuse(req).await,
+        Err(e) => e.into_response(),
+    }
 }
+
+/// The paths served without credentials.
+const ANONYMOUS_PATHS: [&str; 3] = [
+    "/distribution/api/v1/system/ping",
+    "/distribution/api/v1/system/info",
+    "/artifactory/api/system/ping",
+];
 
 async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!(
@@ -344,13 +405,45 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(rejection) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("invalid JSON body: {}", rejection.body_text()),
-            )),
+        // Like `axum::Json`, only JSON content types (a cross-site form
+        // cannot send one); unlike it, the body must be an object: serde
+        // would read `[]` as a struct with every field defaulted.
+        let json_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|v| v == "application/json" || v.ends_with("+json"));
+        if !json_type {
+            return Err(ApiError::bad_request(
+                "invalid JSON body: expected the content type application/json",
+            ));
         }
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            // Too large is 413 here as everywhere (one limit, one answer).
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is over {BODY_LIMIT} bytes"),
+                ));
+            }
+            Err(rejection) => {
+                return Err(ApiError::bad_request(format!(
+                    "reading the request body failed: {}",
+                    rejection.body_text()
+                )));
+            }
+        };
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::bad_request(
+                "invalid JSON body: expected a JSON object ({...})",
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Json)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
     }
 }
 

@@ -104,12 +104,39 @@ pub fn anonymous_routes() -> Router<AppState> {
     Router::new().route("/artifactory/api/system/ping", get(|| async { "OK" }))
 }
 
+/// The URL prefix of returned `uri`/`downloadUri` fields. The `Host`
+/// header is used only when it is a plain `host[:port]` (letters, digits,
+/// `.`, `-`, or a bracketed IPv6 address): anything else could inject a
+/// path, a user-info part or markup into links other clients follow.
 fn base_url(headers: &HeaderMap) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .filter(|h| plain_host(h))
         .unwrap_or("localhost");
     format!("http://{host}/artifactory")
+}
+
+fn plain_host(h: &str) -> bool {
+    let (name, port) = match h.rsplit_once(':') {
+        Some((n, p)) if !n.ends_with(':') && !p.contains(']') => (n, Some(p)),
+        _ => (h, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let name_ok = if let Some(inner) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        !inner.is_empty()
+            && inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+    } else {
+        !name.is_empty()
+            && name.len() <= 253
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    };
+    port_ok && name_ok
 }
 
 fn mime_type(name: &str) -> &'static str {
@@ -1091,4 +1118,35 @@ async fn version(_who: Principal) -> Response {
         "license": "waybill",
     }))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_hosts_reach_download_uris() {
+        for ok in [
+            "example.com",
+            "127.0.0.1:8082",
+            "[::1]:8082",
+            "[::1]",
+            "edge-1.local",
+        ] {
+            assert!(plain_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.com/x?",
+            "a@b",
+            "<script>",
+            "h:port",
+            "h:",
+            "",
+            "a b",
+            "[::1]x",
+            "h:123456",
+        ] {
+            assert!(!plain_host(bad), "{bad}");
+        }
+    }
 }
