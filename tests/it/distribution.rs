@@ -1767,3 +1767,161 @@ async fn edge_status_is_checked_not_assumed() {
     );
     assert_eq!(kept["status"], "ONLINE");
 }
+
+/// Creates a signed version whose files land under `prod/{version}/`, so
+/// versions never share paths on an edge.
+async fn create_signed_apart(hub: &Hub, name: &str, version: &str) {
+    let body = json!({"name": name, "version": version, "sign_immediately": true,
+        "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\",\"type\":\"file\"})",
+                              "mappings": [{"input": "^libs/(.*)$", "output": format!("prod/{version}/$1")}]}]}});
+    let res = dist(hub, Method::POST, "release_bundle")
+        .header("X-Gpg-Passphrase", PW)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "{}",
+        res.text().await.unwrap()
+    );
+}
+
+/// Whether edge `i` serves every file of `version` (all or none: an edge
+/// never shows part of a version).
+async fn edge_serves(grid: &Grid, i: usize, version: &str) -> bool {
+    let mut held = Vec::new();
+    for (path, _) in &grid.files {
+        held.push(
+            edge_get(&grid.edges[i], &format!("prod/{version}/{path}"))
+                .await
+                .status()
+                == StatusCode::OK,
+        );
+    }
+    assert!(
+        held.iter().all(|h| *h) || held.iter().all(|h| !*h),
+        "{version}: part of a version: {held:?}"
+    );
+    held[0]
+}
+
+async fn delete_from_all_edges(hub: &Hub, name: &str, version: &str) -> (StatusCode, Value) {
+    let body = json!({"dry_run": false, "distribution_rules": [{}], "on_success": "keep"});
+    let res = dist(
+        hub,
+        Method::POST,
+        &format!("distribution/{name}/{version}/delete"),
+    )
+    .json(&body)
+    .send()
+    .await
+    .unwrap();
+    hub.json(res).await
+}
+
+/// Truthful state 1 and 3: a distribute and a hub delete sent together
+/// never leave edges holding a version nobody can remove; no tracker is
+/// left unfinished; deletions from edges stay in the history views, and
+/// only the version's own view answers 404 once they are done.
+#[tokio::test]
+async fn distribute_racing_a_hub_delete_strands_nothing() {
+    for store in stores() {
+        let grid = grid(store, true).await;
+        let hub = &grid.hub;
+        let mut kept = 0;
+        for round in 0..12 {
+            let version = format!("r{round}");
+            create_signed_apart(hub, "race", &version).await;
+            let del_path = format!("release_bundle/race/{version}");
+            let (dist_res, del_res) = tokio::join!(
+                distribute(hub, "race", &version, json!([{}]), true),
+                async {
+                    dist(hub, Method::DELETE, &del_path)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                }
+            );
+            match (dist_res.0, del_res) {
+                // The delete came first: nothing was sent.
+                (StatusCode::NOT_FOUND, StatusCode::NO_CONTENT) => {
+                    for i in 0..3 {
+                        assert!(!edge_serves(&grid, i, &version).await, "{store} {version}");
+                    }
+                }
+                // The distribution came first: the delete is refused until it ends.
+                (StatusCode::ACCEPTED, StatusCode::CONFLICT) => {
+                    kept += 1;
+                    let id = dist_res.1["id"].as_u64().unwrap();
+                    assert_eq!(
+                        wait_for(hub, "race", &version, id).await["status"],
+                        "Completed"
+                    );
+                    for i in 0..3 {
+                        assert!(edge_serves(&grid, i, &version).await, "{store} {version}");
+                    }
+                    let res = dist(hub, Method::DELETE, &del_path).send().await.unwrap();
+                    assert_eq!(
+                        res.status(),
+                        StatusCode::NO_CONTENT,
+                        "{}",
+                        res.text().await.unwrap()
+                    );
+                    // The hub no longer has it; the trackers still let the edges drop it.
+                    let (status, body) = delete_from_all_edges(hub, "race", &version).await;
+                    assert_eq!(status, StatusCode::ACCEPTED, "{store} {version}: {body}");
+                    let id = body["id"].as_u64().unwrap();
+                    let deadline = Instant::now() + Duration::from_secs(60);
+                    while dist(
+                        hub,
+                        Method::GET,
+                        &format!("release_bundle/race/{version}/distribution"),
+                    )
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                        != StatusCode::NOT_FOUND
+                    {
+                        assert!(Instant::now() < deadline, "deletion {id} never finished");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    for i in 0..3 {
+                        assert!(!edge_serves(&grid, i, &version).await, "{store} {version}");
+                    }
+                }
+                other => panic!("{store} {version}: distribute and delete answered {other:?}"),
+            }
+        }
+        // No tracker is left unfinished, and the deletions are in the history.
+        for path in [
+            "release_bundle/distribution",
+            "release_bundle/race/distribution",
+        ] {
+            let res = dist(hub, Method::GET, path).send().await.unwrap();
+            let all: Vec<Value> = res.json().await.unwrap();
+            assert!(
+                all.iter()
+                    .all(|t| t["status"] == "Completed" || t["status"] == "Failed"),
+                "{store} {path}: {all:?}"
+            );
+            let deletions = all
+                .iter()
+                .filter(|t| {
+                    t["type"] == "delete_release_bundle_version" && t["status"] == "Completed"
+                })
+                .count();
+            assert_eq!(deletions, kept, "{store} {path}");
+            assert!(
+                all.iter().all(|t| t.get("finish_time").is_some()),
+                "{all:?}"
+            );
+        }
+        // A version never distributed, and not on the hub, is a 404.
+        let (status, _) = delete_from_all_edges(hub, "race", "never").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

@@ -818,11 +818,42 @@ pub(crate) async fn delete_version(
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
     crate::authz::require_bundle(&state, &who, name.as_str(), Action::Delete).await?;
+    // Held while checking and deleting: no distribution can start between.
+    let _guard = state.version_guard.lock().await;
     let v = crate::bundles::existing_version(&state, &name, &version).await?;
+    refuse_if_in_flight(&state, &v).await?;
     state.store.delete_version(&name, &version).await?;
     unreference(&state, &v).await?;
     tracing::info!(bundle = %v.label(), "release bundle version deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// 409 naming the unfinished distributions (or deletions from edges) of
+/// `v`: deleting it under them would leave edges holding a version the hub
+/// no longer knows, or fail them half-way.
+async fn refuse_if_in_flight(state: &AppState, v: &ReleaseBundleVersion) -> Result<(), ApiError> {
+    let busy: Vec<String> = state
+        .store
+        .list_trackers(Some(&v.name), Some(&v.version))
+        .await?
+        .into_iter()
+        .filter(|t| t.finished.is_none())
+        .map(|t| t.id.to_string())
+        .collect();
+    if busy.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        format!(
+            "release bundle {} has distribution {} in progress; wait for it or abort it \
+             (PUT /api/v1/distribution/{}/{}/abort), then delete",
+            v.label(),
+            busy.join(", "),
+            v.name,
+            v.version
+        ),
+    ))
 }
 
 /// `DELETE /api/v1/release_bundle/{name}`: every version; 204, or 404.
@@ -833,6 +864,7 @@ pub(crate) async fn delete_bundle(
 ) -> Result<Response, ApiError> {
     let name = parse_name(&name)?;
     crate::authz::require_bundle(&state, &who, name.as_str(), Action::Delete).await?;
+    let _guard = state.version_guard.lock().await;
     let versions = state
         .store
         .list_versions(Some(&name), Page::ALL)
@@ -842,6 +874,10 @@ pub(crate) async fn delete_bundle(
         return Err(ApiError::not_found(format!(
             "release bundle '{name}' does not exist"
         )));
+    }
+    // All or nothing: refuse before deleting any version.
+    for v in &versions {
+        refuse_if_in_flight(&state, v).await?;
     }
     for v in &versions {
         state.store.delete_version(&v.name, &v.version).await?;

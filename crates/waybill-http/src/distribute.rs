@@ -136,6 +136,8 @@ pub(crate) async fn distribute(
             "distribution_rules must hold at least one rule; {} selects every site",
         ));
     }
+    // Held until the tracker exists: a hub delete then sees it and refuses.
+    let _guard = state.version_guard.lock().await;
     let v = crate::bundles::existing_version(&state, &name, &version).await?;
     v.state.apply(VersionEvent::Distribute)?;
     if let Some(reason) = v.blocked() {
@@ -227,11 +229,29 @@ async fn run(
         .get_tracker(id)
         .await?
         .ok_or_else(|| ApiError::not_found("tracker vanished"))?;
-    let version = state
+    let stored = state
         .store
         .get_version(&tracker.name, &tracker.version)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the version was deleted"))?;
+        .await?;
+    let version = match (&stored, tracker.kind) {
+        (Some(v), _) => v.clone(),
+        // Deleting from edges needs only the name and version.
+        (None, TrackerKind::DeleteVersion) => ReleaseBundleVersion::new(
+            tracker.name.clone(),
+            tracker.version.clone(),
+            tracker.created,
+            tracker.created_by.clone(),
+        ),
+        (None, TrackerKind::Distribute) => {
+            end_unstarted(
+                state,
+                id,
+                "the version was deleted on the hub before it was delivered",
+            )
+            .await?;
+            return Ok(());
+        }
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for site in tracker.sites.iter().filter(|s| !s.status.is_terminal()) {
         let Some(edge) = state.store.get_site(&site.service_id).await? else {
@@ -254,25 +274,37 @@ async fn run(
             }),
         )
         .await?;
-    if done.kind == TrackerKind::DeleteVersion && done.status() == SiteStatus::Completed {
-        finish_delete(state, &done, &version).await?;
+    if done.kind == TrackerKind::DeleteVersion
+        && done.status() == SiteStatus::Completed
+        && done.delete_on_success
+        && let Some(v) = stored
+    {
+        let _guard = state.version_guard.lock().await;
+        state.store.delete_version(&v.name, &v.version).await?;
+        crate::bundles::unreference(state, &v).await?;
+        tracing::info!(bundle = %v.label(), "deleted on the hub after every edge confirmed");
     }
     Ok(())
 }
 
-/// After every selected edge removed the version: forget its distributions
-/// (so the CLI's sync delete sees 404), and delete it here if asked.
-async fn finish_delete(
-    state: &AppState,
-    t: &Tracker,
-    v: &ReleaseBundleVersion,
-) -> Result<(), ApiError> {
-    state.store.delete_trackers(&t.name, &t.version).await?;
-    if t.delete_on_success {
-        state.store.delete_version(&t.name, &t.version).await?;
-        crate::bundles::unreference(state, v).await?;
-        tracing::info!(bundle = %v.label(), "deleted on the hub after every edge confirmed");
-    }
+/// Ends a tracker none of whose unfinished sites can be worked on: each
+/// fails with `why`, and the tracker is finished, so it is never resumed.
+async fn end_unstarted(state: &AppState, id: TrackerId, why: &str) -> Result<(), ApiError> {
+    let why = why.to_string();
+    tracing::warn!(tracker = id, %why, "distribution ended");
+    state
+        .store
+        .update_tracker(
+            id,
+            Box::new(move |t| {
+                for s in t.sites.iter_mut().filter(|s| !s.status.is_terminal()) {
+                    s.apply(SiteEvent::Fail(why.clone()))?;
+                }
+                t.finished.get_or_insert(now_millis());
+                Ok(())
+            }),
+        )
+        .await?;
     Ok(())
 }
 
@@ -806,7 +838,29 @@ pub(crate) async fn delete_from_edges(
             "distribution_rules must hold at least one rule; {} selects every site",
         ));
     }
-    let v = crate::bundles::existing_version(&state, &name, &version).await?;
+    // The hub may have deleted the version already; its trackers still say
+    // which edges may hold it, and removing it there needs only its name.
+    let v = match state.store.get_version(&name, &version).await? {
+        Some(v) => v,
+        None if !state
+            .store
+            .list_trackers(Some(&name), Some(&version))
+            .await?
+            .is_empty() =>
+        {
+            ReleaseBundleVersion::new(
+                name.clone(),
+                version.clone(),
+                now_millis(),
+                who.name.clone(),
+            )
+        }
+        None => {
+            return Err(ApiError::not_found(format!(
+                "release bundle {name}/{version} does not exist and was never distributed"
+            )));
+        }
+    };
     let rules = rules_from(body.distribution_rules);
     let selected = select_sites(&state, &who, &rules, Action::Delete).await?;
     let refs: Vec<Value> = selected.iter().map(site_ref).collect();
@@ -918,12 +972,24 @@ pub(crate) async fn status_version(
         .store
         .list_trackers(Some(&name), Some(&version))
         .await?;
-    if all.is_empty() {
+    // History before a completed deletion from the edges is over for this
+    // view (the bundle-wide views keep it).
+    let since = all
+        .iter()
+        .filter(|t| {
+            t.kind == TrackerKind::DeleteVersion
+                && t.finished.is_some()
+                && t.status() == SiteStatus::Completed
+        })
+        .map(|t| t.id)
+        .max();
+    let current = |t: &Tracker| since.is_none_or(|d| t.id > d);
+    if !all.iter().any(current) {
         return Err(ApiError::not_found(format!(
             "release bundle {name}/{version} has no distributions"
         )));
     }
-    Ok(axum::Json(render(&all, |_| true)).into_response())
+    Ok(axum::Json(render(&all, current)).into_response())
 }
 
 /// `GET /api/v1/release_bundle/{name}/{version}/distribution/{id}`: one object.

@@ -62,6 +62,9 @@ pub struct AppState {
     pub sites: sites::SiteCache,
     /// Recent log lines, for support bundles.
     pub logs: LogRing,
+    /// Held while a distribution is scheduled and while a version is
+    /// deleted on the hub, so the two never interleave.
+    pub version_guard: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AppState {
@@ -82,6 +85,7 @@ impl AppState {
             running: distribute::Running::default(),
             sites: sites::SiteCache::default(),
             logs: LogRing::default(),
+            version_guard: Arc::default(),
         }
     }
 }
