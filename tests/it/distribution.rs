@@ -1925,3 +1925,70 @@ async fn distribute_racing_a_hub_delete_strands_nothing() {
         assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }
+
+/// Truthful state 2: aborting at many points of a distribution, every
+/// site's final report matches what its edge serves: Completed exactly when
+/// the edge holds the whole version, Failed exactly when it holds none.
+#[tokio::test]
+async fn aborts_at_any_point_report_what_the_edges_hold() {
+    for store in stores() {
+        let grid = grid(store, true).await;
+        let hub = &grid.hub;
+        // A large file makes each edge's commit (which re-verifies every
+        // blob) long enough for aborts to land inside it; after the first
+        // round the content is held, so a round is mostly commit.
+        let (status, _) = hub.deploy("libs/big/blob.bin", content(48 << 20, 9)).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let mut seen = std::collections::BTreeSet::new();
+        for round in 0..16u64 {
+            let version = format!("a{round}");
+            create_signed_apart(hub, "abort", &version).await;
+            let (status, body) = distribute(hub, "abort", &version, json!([{}]), true).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+            let id = body["id"].as_u64().unwrap();
+            tokio::time::sleep(Duration::from_millis(round * 25)).await;
+            let res = dist(
+                hub,
+                Method::PUT,
+                &format!("distribution/abort/{version}/abort"),
+            )
+            .send()
+            .await
+            .unwrap();
+            assert!(res.status().is_success(), "{}", res.status());
+            // Committing sites end on their own: wait for every site to end.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let t = loop {
+                let t = hub.tracker("abort", &version, id).await;
+                let sites = t["sites"].as_array().unwrap();
+                if t.get("finish_time").is_some()
+                    && sites
+                        .iter()
+                        .all(|s| s["status"] == "Completed" || s["status"] == "Failed")
+                {
+                    break t;
+                }
+                assert!(Instant::now() < deadline, "tracker {id} never ended: {t}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
+            for site in t["sites"].as_array().unwrap() {
+                let name = site["target_artifactory"]["name"].as_str().unwrap();
+                let i = grid.edges.iter().position(|e| e.name == name).unwrap();
+                let holds = edge_serves(&grid, i, &version).await;
+                let status = site["status"].as_str().unwrap();
+                seen.insert(status.to_string());
+                assert_eq!(
+                    status == "Completed",
+                    holds,
+                    "{store} {version} after {} ms: {name} reports {status} but {} the version: {site}",
+                    round * 25,
+                    if holds { "holds" } else { "lacks" }
+                );
+            }
+        }
+        assert!(
+            seen.contains("Failed"),
+            "some aborts landed before the end: {seen:?}"
+        );
+    }
+}

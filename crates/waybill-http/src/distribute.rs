@@ -34,18 +34,35 @@ use waybill_core::tracker::{SiteEvent, SiteProgress, SiteStatus, Tracker, Tracke
 use crate::now_millis;
 use crate::{ApiError, AppState, Json, Principal};
 
-/// Cancellation flags of running trackers, shared by the engine and `abort`.
+/// The engine's control of one running tracker, shared with `abort`.
+#[derive(Debug, Default)]
+pub struct RunCtl {
+    cancelled: std::sync::atomic::AtomicBool,
+    /// Sites whose commit has been sent: an abort cannot stop those, so it
+    /// leaves them to be reported as they really end.
+    committing: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl RunCtl {
+    /// Marks `site` as committing, unless the tracker was aborted first;
+    /// atomic with [`Running::cancel`], so each site is either stopped by
+    /// the abort or committing, never both or neither.
+    fn begin_commit(&self, site: &str) -> Result<(), Attempt> {
+        let mut committing = self.committing.lock().unwrap_or_else(|e| e.into_inner());
+        cancelled(self)?;
+        committing.insert(site.to_string());
+        Ok(())
+    }
+}
+
+/// The running trackers, shared by the engine and `abort`.
 #[derive(Clone, Debug, Default)]
 pub struct Running(
-    std::sync::Arc<
-        std::sync::Mutex<
-            std::collections::HashMap<TrackerId, std::sync::Arc<std::sync::atomic::AtomicBool>>,
-        >,
-    >,
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<TrackerId, std::sync::Arc<RunCtl>>>>,
 );
 
 impl Running {
-    fn register(&self, id: TrackerId) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    fn register(&self, id: TrackerId) -> std::sync::Arc<RunCtl> {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(id).or_default().clone()
     }
@@ -54,15 +71,27 @@ impl Running {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 
-    fn cancel(&self, id: TrackerId) {
-        if let Some(flag) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        }
+    /// Stops the tracker's work between steps, and returns the sites whose
+    /// commit was already sent (they finish on their own).
+    fn cancel(&self, id: TrackerId) -> std::collections::BTreeSet<String> {
+        let Some(ctl) = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+        else {
+            return Default::default();
+        };
+        let committing = ctl.committing.lock().unwrap_or_else(|e| e.into_inner());
+        ctl.cancelled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        committing.clone()
     }
 }
 
-fn cancelled(flag: &std::sync::atomic::AtomicBool) -> Result<(), Attempt> {
-    if flag.load(std::sync::atomic::Ordering::SeqCst) {
+fn cancelled(ctl: &RunCtl) -> Result<(), Attempt> {
+    if ctl.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(Attempt::Aborted);
     }
     Ok(())
@@ -222,7 +251,7 @@ pub async fn resume(state: &AppState) -> Result<usize, waybill_core::StoreError>
 async fn run(
     state: &AppState,
     id: TrackerId,
-    flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    flag: std::sync::Arc<RunCtl>,
 ) -> Result<(), ApiError> {
     let tracker = state
         .store
@@ -414,10 +443,11 @@ async fn deliver(
     v: &ReleaseBundleVersion,
     auto_create: bool,
     kind: TrackerKind,
-    flag: &std::sync::atomic::AtomicBool,
+    flag: &RunCtl,
 ) {
     let sid = edge.service_id.as_str();
     if cancelled(flag).is_err() {
+        fail_open(state, id, sid, "aborted".into()).await;
         return;
     }
     update_site(state, id, sid, SiteEvent::Start).await;
@@ -433,7 +463,11 @@ async fn deliver(
         }
         let outcome = match kind {
             TrackerKind::Distribute => attempt_once(state, id, edge, v, auto_create, flag).await,
-            TrackerKind::DeleteVersion => remove_once(state, edge, v).await,
+            // One call that cannot be stopped half-way: like a commit.
+            TrackerKind::DeleteVersion => match flag.begin_commit(sid) {
+                Ok(()) => remove_once(state, edge, v).await,
+                Err(e) => Err(e),
+            },
         };
         match outcome {
             Ok(()) => {
@@ -441,8 +475,18 @@ async fn deliver(
                 tracing::info!(tracker = id, site = %edge.name, "site completed");
                 return;
             }
-            // The abort already recorded the site as failed.
-            Err(Attempt::Aborted) => return,
+            // Stopped by an abort. Usually the abort recorded it already;
+            // a site it left committing (then retried) is recorded here.
+            Err(Attempt::Aborted) => {
+                fail_open(state, id, sid, "aborted".into()).await;
+                return;
+            }
+            // Aborted while committing, and the commit did not finish: no retry.
+            Err(Attempt::Transient(msg) | Attempt::Refused(msg)) if cancelled(flag).is_err() => {
+                let why = format!("aborted; the commit did not complete: {msg}");
+                fail_open(state, id, sid, why).await;
+                return;
+            }
             Err(Attempt::Refused(msg)) => {
                 tracing::warn!(tracker = id, site = %edge.name, %msg, "site failed");
                 update_site(state, id, sid, SiteEvent::Fail(msg)).await;
@@ -455,6 +499,7 @@ async fn deliver(
             }
         }
         if cancelled(flag).is_err() {
+            fail_open(state, id, sid, "aborted".into()).await;
             return;
         }
     }
@@ -467,6 +512,18 @@ async fn deliver(
             policy.attempts
         )),
     )
+    .await;
+}
+
+/// Fails a site with `why` unless it already ended (an abort may have
+/// recorded it first; its record stands).
+async fn fail_open(state: &AppState, id: TrackerId, sid: &str, why: String) {
+    update_progress(state, id, sid, move |s| {
+        if s.status.is_terminal() {
+            return Ok(());
+        }
+        s.apply(SiteEvent::Fail(why))
+    })
     .await;
 }
 
@@ -510,7 +567,7 @@ async fn attempt_once(
     edge: &EdgeSite,
     v: &ReleaseBundleVersion,
     auto_create: bool,
-    flag: &std::sync::atomic::AtomicBool,
+    flag: &RunCtl,
 ) -> Result<(), Attempt> {
     cancelled(flag)?;
     let base = format!("{}/waybill/api/v1/edge", edge.url);
@@ -680,8 +737,9 @@ async fn attempt_once(
         r?;
     }
 
-    // 3. Commit, and believe only a receipt that verifies.
-    cancelled(flag)?;
+    // 3. Commit, and believe only a receipt that verifies. Past this point
+    // an abort no longer stops the site: it ends as the edge says.
+    flag.begin_commit(&sid)?;
     let res = call(
         "commit",
         state
@@ -773,16 +831,21 @@ pub(crate) async fn abort(
         if t.finished.is_some() || t.sites.iter().all(|s| s.status.is_terminal()) {
             continue;
         }
-        state.running.cancel(t.id);
+        let committing = state.running.cancel(t.id);
         let stopped = state
             .store
             .update_tracker(
                 t.id,
-                Box::new(|t| {
-                    for s in t.sites.iter_mut().filter(|s| !s.status.is_terminal()) {
+                Box::new(move |t| {
+                    for s in t.sites.iter_mut().filter(|s| {
+                        !s.status.is_terminal() && !committing.contains(s.service_id.as_str())
+                    }) {
                         s.apply(SiteEvent::Abort)?;
                     }
-                    t.finished = Some(now_millis());
+                    // Committing sites finish on their own; the engine ends the tracker then.
+                    if t.sites.iter().all(|s| s.status.is_terminal()) {
+                        t.finished = Some(now_millis());
+                    }
                     Ok(())
                 }),
             )
