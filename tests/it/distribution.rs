@@ -1992,3 +1992,57 @@ async fn aborts_at_any_point_report_what_the_edges_hold() {
         );
     }
 }
+
+/// Truthful state 4: removing a version from an edge is one transaction: a
+/// reader polling the edge during the removal sees all of it or none.
+#[tokio::test]
+async fn an_edge_drops_a_version_all_at_once() {
+    for store in stores() {
+        let grid = grid(store, true).await;
+        let hub = &grid.hub;
+        for i in 0..150 {
+            let (status, _) = hub
+                .deploy(
+                    &format!("libs/many/f{i}.txt"),
+                    format!("file {i}").into_bytes(),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED);
+        }
+        let all = grid.files.len() + 150;
+        create_signed_apart(hub, "whole", "1").await;
+        let (_, body) =
+            distribute(hub, "whole", "1", json!([{"site_name": "de-fra-1"}]), true).await;
+        let id = body["id"].as_u64().unwrap();
+        assert_eq!(wait_for(hub, "whole", "1", id).await["status"], "Completed");
+        let edge = &grid.edges[0];
+        let count = || async {
+            let res = client()
+                .post(edge.server.url("/artifactory/api/search/aql"))
+                .basic_auth("admin", Some(ADMIN_PW))
+                .body(r#"items.find({"repo":"prod","type":"file"})"#)
+                .send()
+                .await
+                .unwrap();
+            let v: Value = res.json().await.unwrap();
+            v["results"].as_array().unwrap().len()
+        };
+        assert_eq!(count().await, all);
+        let (status, body) = delete_from_all_edges(hub, "whole", "1").await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let mut seen = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = count().await;
+            seen.insert(n);
+            assert!(
+                n == all || n == 0,
+                "{store}: a reader saw {n} of {all} files"
+            );
+            if n == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never removed");
+        }
+    }
+}

@@ -535,6 +535,21 @@ impl ItemRepo for MemoryStore {
         Ok(replaced)
     }
 
+    async fn remove_files(
+        &self,
+        files: Vec<(RepoKey, ItemPath, Sha256)>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut inner = self.lock();
+        let mut removed = Vec::new();
+        for (repo, path, sha) in files {
+            let key = (repo, path);
+            if inner.items.get(&key).and_then(Item::sha256) == Some(sha) {
+                removed.extend(inner.items.remove(&key));
+            }
+        }
+        Ok(removed)
+    }
+
     async fn get_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Option<Item>, StoreError> {
         Ok(self
             .lock()

@@ -309,6 +309,17 @@ pub trait ItemRepo: Send + Sync + Debug {
     /// refuses all and writes nothing; returns the files replaced.
     async fn commit_files(&self, files: Vec<Item>) -> Result<Vec<Item>, StoreError>;
 
+    /// Removes several files in one transaction, each only if it still holds
+    /// the expected content: readers see all of them go at once, or none.
+    ///
+    /// **Behavior:** a file whose SHA-256 differs, a folder, or nothing at
+    /// a path is left as it is; returns the files removed; parent folders
+    /// stay.
+    async fn remove_files(
+        &self,
+        files: Vec<(RepoKey, ItemPath, Sha256)>,
+    ) -> Result<Vec<Item>, StoreError>;
+
     /// **Behavior:** creates a folder and its missing parents; an existing
     /// folder is left as it is; a file in the way gives `Conflict`.
     async fn create_folder(&self, folder: Item) -> Result<(), StoreError>;

@@ -483,30 +483,21 @@ async fn remove(
             .filter(|o| !(o.name == v.name && o.version == v.version))
             .any(|o| o.artifacts.iter().any(|a| a.target_repo_path == target))
     };
-    let mut freed = Vec::new();
-    let mut removed = 0u64;
-    for a in &v.artifacts {
-        if still_needed(&a.target_repo_path) {
-            continue;
-        }
-        let Ok((repo, path)) = check_target(&a.target_repo_path) else {
-            continue;
-        };
-        // Only what this version put there: newer content at the path stays.
-        if ctx
-            .app
-            .store
-            .get_item(&repo, &path)
-            .await?
-            .and_then(|i| i.sha256())
-            == Some(a.checksum)
-        {
-            for item in ctx.app.store.delete_item(&repo, &path).await? {
-                freed.extend(item.sha256());
-                removed += 1;
-            }
-        }
-    }
+    // Only what this version put there (newer content at a path stays),
+    // all in one transaction: a reader sees the whole version go at once.
+    let doomed: Vec<_> = v
+        .artifacts
+        .iter()
+        .filter(|a| !still_needed(&a.target_repo_path))
+        .filter_map(|a| {
+            check_target(&a.target_repo_path)
+                .ok()
+                .map(|(repo, path)| (repo, path, a.checksum))
+        })
+        .collect();
+    let gone = ctx.app.store.remove_files(doomed).await?;
+    let removed = gone.len() as u64;
+    let freed: Vec<_> = gone.iter().filter_map(Item::sha256).collect();
     ctx.app.store.delete_version(&name, &version).await?;
     crate::source::collect_garbage(&ctx.app, freed).await?;
     tracing::info!(bundle = %v.label(), removed, "bundle removed from this edge");

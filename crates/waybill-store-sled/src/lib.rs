@@ -929,6 +929,27 @@ impl ItemRepo for SledStore {
         .await
     }
 
+    async fn remove_files(
+        &self,
+        files: Vec<(RepoKey, ItemPath, Sha256)>,
+    ) -> Result<Vec<Item>, StoreError> {
+        // One batch: every removal lands at once.
+        self.write("remove_files", move |w| {
+            let mut removed = Vec::new();
+            for (repo, path, sha) in &files {
+                let Some(item) = w.get::<Item>(&item_key(repo.as_str(), path.as_str()))? else {
+                    continue;
+                };
+                if item.sha256() == Some(*sha) {
+                    remove_item(w, &item);
+                    removed.push(item);
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
     async fn get_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Option<Item>, StoreError> {
         self.read_one("get_item", item_key(repo.as_str(), path.as_str()))
             .await

@@ -1114,6 +1114,33 @@ impl ItemRepo for SqliteStore {
         .await
     }
 
+    async fn remove_files(
+        &self,
+        files: Vec<(RepoKey, ItemPath, Sha256)>,
+    ) -> Result<Vec<Item>, StoreError> {
+        self.tx("remove_files", move |tx| {
+            const OP: &str = "remove_files";
+            let mut removed = Vec::new();
+            for (repo, path, sha) in &files {
+                let Some(item) = load_item(tx, OP, repo.as_str(), path.as_str())? else {
+                    continue;
+                };
+                if item.sha256() != Some(*sha) {
+                    continue;
+                }
+                execute(
+                    tx,
+                    OP,
+                    "DELETE FROM items WHERE repo = ?1 AND path = ?2",
+                    params![repo.as_str(), path.as_str()],
+                )?;
+                removed.push(item);
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
     async fn get_item(&self, repo: &RepoKey, path: &ItemPath) -> Result<Option<Item>, StoreError> {
         let (repo, path) = (repo.to_string(), path.to_string());
         self.read("get_item", move |tx| {

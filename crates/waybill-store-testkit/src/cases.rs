@@ -1061,6 +1061,46 @@ pub async fn commit_files_is_all_or_nothing(open: &Opener) {
     );
 }
 
+/// `remove_files` removes at once exactly the files that still hold the
+/// expected content, and their property index entries with them.
+pub async fn remove_files_removes_matching_content_only(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    s.create_repository(repository("r")).await.unwrap();
+    s.commit_files(vec![
+        file("r", "v/1.txt", "1", ("k", "a")),
+        file("r", "v/2.txt", "2", ("k", "b")),
+        file("r", "v/newer.txt", "newer", ("k", "c")),
+    ])
+    .await
+    .unwrap();
+    let sha = |c: &str| waybill_core::digest::Ingest::of(c.as_bytes()).sha256;
+    let removed = s
+        .remove_files(vec![
+            (rkey("r"), ipath("v/1.txt"), sha("1")),
+            (rkey("r"), ipath("v/2.txt"), sha("2")),
+            // Replaced since: it stays.
+            (rkey("r"), ipath("v/newer.txt"), sha("older")),
+            // Nothing there, and a folder: both left alone.
+            (rkey("r"), ipath("v/gone.txt"), sha("x")),
+            (rkey("r"), ipath("v"), sha("x")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(paths(&removed), ["r/v/1.txt", "r/v/2.txt"]);
+    let all = s.find_items(&Default::default()).await.unwrap();
+    assert_eq!(paths(&all), ["r/v", "r/v/newer.txt"]);
+    let by_prop = s
+        .find_items(&waybill_core::aql::ItemHint {
+            prop: Some(("k".into(), "a".into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(by_prop.is_empty(), "index entries go with the file");
+    assert_eq!(s.count_content_refs(&sha("1")).await.unwrap(), 0);
+}
+
 /// Settings list by prefix in key order, and delete.
 pub async fn settings_list_by_prefix_and_delete(open: &Opener) {
     let dir = tempdir();
