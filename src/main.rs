@@ -119,9 +119,26 @@ struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = "WAYBILL_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     shutdown_grace_secs: u64,
+
+    /// Seconds between sweeps for blobs no file references (left by crashes); fractions allowed.
+    #[arg(long, env = "WAYBILL_SWEEP_INTERVAL_SECS", default_value_t = 6.0 * 3600.0)]
+    sweep_interval_secs: f64,
+
+    /// Seconds a blob is spared by the sweep after it was written.
+    #[arg(long, env = "WAYBILL_SWEEP_GRACE_SECS", default_value_t = 24 * 3600)]
+    sweep_grace_secs: u64,
 }
 
 impl ServeArgs {
+    fn sweep(&self) -> waybill_http::sweep::SweepPolicy {
+        waybill_http::sweep::SweepPolicy {
+            interval: std::time::Duration::from_secs_f64(
+                self.sweep_interval_secs.clamp(0.001, 1e9),
+            ),
+            grace: std::time::Duration::from_secs(self.sweep_grace_secs),
+        }
+    }
+
     fn limits(&self) -> waybill_http::server::Limits {
         use std::time::Duration;
         waybill_http::server::Limits {
@@ -280,6 +297,7 @@ async fn open_node(
         .restore_lockouts()
         .await
         .context("reading login lockouts")?;
+    waybill_http::sweep::spawn(state.clone(), args.sweep());
     Ok((state, store_kind))
 }
 

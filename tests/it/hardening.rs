@@ -938,3 +938,69 @@ async fn input_validation_refuses_the_dangerous_cases() {
         assert!(uri.ends_with("/artifactory/libs/ok.txt"), "{uri}");
     }
 }
+
+/// Truthful state 5: a blob no file references (what a crash between its
+/// rename and its item record leaves) is swept, at start and periodically,
+/// while deploys running meanwhile lose nothing.
+#[tokio::test]
+async fn orphaned_blobs_are_swept_and_deploys_lose_nothing() {
+    for store in stores() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let plant = |content: &[u8]| {
+            let hex = crate::support::sha256_hex(content);
+            let dir = data.join("blobs").join("sha256").join(&hex[..2]);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(&hex);
+            std::fs::write(&path, content).unwrap();
+            path
+        };
+        // Left by a crash before this start.
+        let before = plant(b"orphan from the last run");
+        let mut launch = crate::support::Launch::new(&data);
+        launch.store = store;
+        launch.env.extend([
+            // Back to back, so sweeps overlap the deploys.
+            ("WAYBILL_SWEEP_INTERVAL_SECS", "0.005"),
+            ("WAYBILL_SWEEP_GRACE_SECS", "0"),
+        ]);
+        let hub = Hub {
+            server: launch.start(),
+            http: crate::support::client(),
+            _tmp: tempfile::tempdir().unwrap(),
+        };
+        hub.create_repo("libs").await;
+        // Left by a crash while running.
+        let during = plant(b"orphan of this run");
+        // Deploys go on while the sweep runs all the time.
+        let mut deployed = Vec::new();
+        for round in 0..6 {
+            let uploads = (0..20).map(|i| {
+                let path = format!("libs/r{round}/f{i}.bin");
+                let body = crate::support::content(20_000 + i, (round * 100 + i) as u32);
+                let hub = &hub;
+                async move {
+                    let (status, _) = hub.deploy(&path, body.clone()).await;
+                    assert_eq!(status, StatusCode::CREATED);
+                    (path, body)
+                }
+            });
+            deployed.extend(futures_util::future::join_all(uploads).await);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while before.exists() || during.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{store}: orphans never swept"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        for (path, body) in &deployed {
+            let res = hub.req(Method::GET, path).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{store} {path}");
+            assert!(res.bytes().await.unwrap() == body[..], "{store} {path}");
+        }
+        assert!(hub.server.log().contains("orphan sweep removed"), "{store}");
+    }
+}

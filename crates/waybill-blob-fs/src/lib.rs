@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use waybill_core::digest::{Ingest, Sha256};
-use waybill_core::store::{BlobInfo, BlobStore, BlobWriter, Expected};
+use waybill_core::store::{BlobEntry, BlobInfo, BlobStore, BlobWriter, Expected};
 use waybill_core::{StoreError, StoreErrorKind, async_trait};
 
 /// A `BlobStore` in a directory.
@@ -154,6 +154,49 @@ impl BlobStore for FsBlobStore {
         })
         .await
     }
+
+    async fn list(&self) -> Result<Vec<BlobEntry>, StoreError> {
+        let root = self.root.join("sha256");
+        blocking("list", move || {
+            let mut out = Vec::new();
+            for dir in fs::read_dir(&root).map_err(|e| io_err("list", e))? {
+                let dir = dir.map_err(|e| io_err("list", e))?;
+                if !dir.file_type().map_err(|e| io_err("list", e))?.is_dir() {
+                    continue;
+                }
+                for f in fs::read_dir(dir.path()).map_err(|e| io_err("list", e))? {
+                    let f = f.map_err(|e| io_err("list", e))?;
+                    // Anything not named by a digest is not a blob of ours.
+                    let Some(digest) = f
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| Sha256::parse_hex(n).ok())
+                    else {
+                        continue;
+                    };
+                    let meta = match f.metadata() {
+                        Ok(m) => m,
+                        // Deleted meanwhile.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(io_err("list", e)),
+                    };
+                    let modified = meta
+                        .modified()
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map_or(0, |d| d.as_millis() as u64);
+                    out.push(BlobEntry {
+                        digest,
+                        size: meta.len(),
+                        modified,
+                    });
+                }
+            }
+            out.sort_by_key(|e| e.digest.to_hex());
+            Ok(out)
+        })
+        .await
+    }
 }
 
 /// Hashes and appends `buf` to the temp file, creating it first if needed.
@@ -229,8 +272,14 @@ impl BlobWriter for FsBlobWriter {
             let dir = final_dir.join(&hex[..2]);
             fs::create_dir_all(&dir).map_err(|e| io_err("commit", e))?;
             let dest = dir.join(hex);
-            // Same content already stored: keep the existing copy.
-            if !dest.exists() {
+            // Same content already stored: keep the existing copy, but mark
+            // it fresh, so the orphan sweep's grace period counts from now.
+            if dest.exists() {
+                let _ = File::options()
+                    .write(true)
+                    .open(&dest)
+                    .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+            } else {
                 fs::rename(&path, &dest).map_err(|e| io_err("commit", e))?;
                 // The rename is durable only once its directory is synced.
                 File::open(&dir)

@@ -422,6 +422,21 @@ impl BlobStore for MemoryBlobStore {
         let mut blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
         Ok(blobs.remove(digest).is_some())
     }
+
+    async fn list(&self) -> Result<Vec<crate::store::BlobEntry>, StoreError> {
+        let blobs = self.blobs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = blobs
+            .iter()
+            .map(|(d, b)| crate::store::BlobEntry {
+                digest: *d,
+                size: b.len() as u64,
+                // The core has no clock.
+                modified: 0,
+            })
+            .collect();
+        out.sort_by_key(|e| e.digest.to_hex());
+        Ok(out)
+    }
 }
 
 #[async_trait]

@@ -388,6 +388,18 @@ pub struct BlobInfo {
     pub size: u64,
 }
 
+/// A stored blob, as a listing shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobEntry {
+    /// Its address.
+    pub digest: Sha256,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was last written (or re-committed), in Unix millis; 0 where
+    /// the store keeps no times.
+    pub modified: crate::bundle::Millis,
+}
+
 /// Checksums a client claims for content it sends; each given one must match.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Expected {
@@ -459,6 +471,10 @@ pub trait BlobStore: Send + Sync + Debug {
 
     /// **Behavior:** `Ok(false)` when there was nothing to delete.
     async fn delete(&self, digest: &Sha256) -> Result<bool, StoreError>;
+
+    /// **Behavior:** every committed blob, in digest order; content being
+    /// written is not listed.
+    async fn list(&self) -> Result<Vec<BlobEntry>, StoreError>;
 }
 
 /// An unfinished blob.

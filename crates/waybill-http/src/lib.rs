@@ -31,6 +31,7 @@ pub mod server;
 mod sites;
 pub mod source;
 mod support_bundle;
+pub mod sweep;
 mod system;
 pub mod tokens;
 

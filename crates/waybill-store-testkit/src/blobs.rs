@@ -177,3 +177,35 @@ pub async fn blob_any_claimed_checksum_must_match(open: &BlobOpener) {
     let info = w.commit(all).await.unwrap();
     assert_eq!(info.checksums, real);
 }
+
+/// `list` shows every committed blob with its size, in digest order, and
+/// nothing being written or deleted.
+pub async fn blob_list_shows_committed_blobs(open: &BlobOpener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    assert!(s.list().await.unwrap().is_empty());
+    let mut digests = Vec::new();
+    for n in [10, 3_000_000, 7] {
+        let data = content(n);
+        let mut w = s.writer().await.unwrap();
+        w.write(&data).await.unwrap();
+        digests.push((
+            w.commit(Expected::default()).await.unwrap().digest,
+            n as u64,
+        ));
+    }
+    let mut pending = s.writer().await.unwrap();
+    pending.write(b"not committed").await.unwrap();
+    assert!(s.delete(&digests[2].0).await.unwrap());
+    let mut want: Vec<(Sha256, u64)> = digests[..2].to_vec();
+    want.sort_by_key(|(d, _)| d.to_hex());
+    let got: Vec<(Sha256, u64)> = s
+        .list()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| (e.digest, e.size))
+        .collect();
+    assert_eq!(got, want);
+    drop(pending);
+}

@@ -116,6 +116,7 @@ macro_rules! blob_suite {
             blob_read_unknown_is_not_found,
             blob_any_claimed_checksum_must_match,
             blob_vouched_writer_still_verifies_sha256,
+            blob_list_shows_committed_blobs,
         );
     };
     (@cases $open:expr; $($case:ident),* $(,)?) => {
