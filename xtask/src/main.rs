@@ -10,6 +10,10 @@
 //! - `bench-e2e`: installs rsync if missing, then runs the end-to-end bench.
 //! - `bench-report`: runs the criterion benches and writes their medians and
 //!   ratios as markdown to `target/bench-report.md`.
+//! - `fuzz [seconds] [target…]`: builds the libFuzzer targets in
+//!   `tests/fuzz` (the flags cargo-fuzz passes, on stable Rust, without a
+//!   sanitizer: the code under test forbids `unsafe`) and runs each for a
+//!   bounded time from its committed seeds.
 //!
 //! It has no dependencies on purpose: it must build in seconds on a fresh machine.
 
@@ -29,6 +33,7 @@ fn main() -> ExitCode {
         "dist" => dist(),
         "bench-e2e" => bench_e2e(),
         "bench-report" => report::bench_report(&args[1..]),
+        "fuzz" => fuzz(&args[1..]),
         "help" | "--help" | "-h" => {
             println!(
                 "usage: cargo xtask <task>\n\n\
@@ -36,7 +41,8 @@ fn main() -> ExitCode {
                  \x20 ci            run what CI runs (.ci/run)\n\
                  \x20 dist          build a release archive into dist/ (signed if WAYBILL_DIST_SIGNING_KEY is set)\n\
                  \x20 bench-e2e     hub and three edges against rsync (installs rsync if missing)\n\
-                 \x20 bench-report  run the criterion benches and write target/bench-report.md"
+                 \x20 bench-report  run the criterion benches and write target/bench-report.md\n\
+                 \x20 fuzz [secs] [target...]  run the fuzz targets (default: 60 s each, every target)"
             );
             Ok(())
         }
@@ -110,6 +116,91 @@ fn test(extra: &[String]) -> Result<(), String> {
         run(&mut cmd)?;
     }
     Ok(())
+}
+
+/// The fuzz targets in `tests/fuzz/fuzz_targets`.
+const FUZZ_TARGETS: [&str; 3] = ["aql", "wildcard", "bodies"];
+
+/// Builds the fuzz targets with sanitizer coverage and runs each for
+/// `seconds` over a scratch copy of its seeds: inputs up to 64 KiB, and any
+/// one taking over a second counts as a hang. A crash leaves its input in
+/// `target/fuzz/artifacts/<target>/`.
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let seconds: u64 = match args.first() {
+        Some(s) => s
+            .parse()
+            .map_err(|_| format!("fuzz: '{s}' is not a number of seconds"))?,
+        None => 60,
+    };
+    let chosen: Vec<&str> = if args.len() > 1 {
+        args[1..].iter().map(String::as_str).collect()
+    } else {
+        FUZZ_TARGETS.to_vec()
+    };
+    let root = project_root();
+    let fuzz_dir = root.join("tests/fuzz");
+    let target = target_dir().join("fuzz");
+    // What cargo-fuzz passes to rustc (minus its nightly-only sanitizer).
+    let rustflags = [
+        "-Cpasses=sancov-module",
+        "-Cllvm-args=-sanitizer-coverage-level=4",
+        "-Cllvm-args=-sanitizer-coverage-inline-8bit-counters",
+        "-Cllvm-args=-sanitizer-coverage-pc-table",
+        "-Cllvm-args=-sanitizer-coverage-trace-compares",
+        "--cfg=fuzzing",
+        "-Cdebug-assertions",
+        "-Coverflow-checks",
+    ]
+    .join(" ");
+    // An explicit target keeps the flags off build scripts and proc macros,
+    // which would not link without libFuzzer.
+    let host = host_triple()?;
+    run(cargo()
+        .current_dir(&fuzz_dir)
+        .env("RUSTFLAGS", rustflags)
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--bins",
+            "--target",
+            &host,
+        ]))?;
+    for name in chosen {
+        if !FUZZ_TARGETS.contains(&name) {
+            return Err(format!(
+                "fuzz: no target '{name}' (one of {FUZZ_TARGETS:?})"
+            ));
+        }
+        let corpus = target.join("corpus").join(name);
+        let artifacts = target.join("artifacts").join(name);
+        for dir in [&corpus, &artifacts] {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        run(Command::new(target.join(&host).join("release").join(name))
+            .arg(&corpus)
+            .arg(fuzz_dir.join("seeds").join(name))
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-max_len=65536")
+            .arg("-timeout=1")
+            .arg("-rss_limit_mb=4096")
+            .arg(format!("-artifact_prefix={}/", artifacts.display())))?;
+    }
+    Ok(())
+}
+
+/// This machine's target triple, as rustc names it.
+fn host_triple() -> Result<String, String> {
+    let out = Command::new(env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .arg("-vV")
+        .output()
+        .map_err(|e| format!("rustc -vV: {e}"))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_string)
+        .ok_or_else(|| "rustc -vV named no host".into())
 }
 
 fn dist() -> Result<(), String> {
