@@ -590,8 +590,18 @@ fn jpd(name: &str, url: &str, token: &str) -> Value {
 /// answers with a registered edge's id cannot take over its record.
 #[tokio::test]
 async fn edge_registration_cannot_hang_probe_or_hijack() {
+    for store in stores() {
+        registration_on(store).await;
+    }
+}
+
+/// What the fake servers answer with; set per store run.
+static TARGET: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+static ID: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+async fn registration_on(store: &str) {
     use std::time::{Duration, Instant};
-    let hub = Hub::start("sqlite");
+    let hub = Hub::start(store);
     // Accepts, never answers.
     let silent = fake_http(|_| None);
     let start = Instant::now();
@@ -606,12 +616,13 @@ async fn edge_registration_cannot_hang_probe_or_hijack() {
     // A real edge, and a redirect to it: not followed.
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("edge");
-    let edge = crate::support::Launch::edge(&data, "e1", "Frankfurt", "DE", "edge-token").start();
+    let mut launch = crate::support::Launch::edge(&data, "e1", "Frankfurt", "DE", "edge-token");
+    launch.store = store;
+    let edge = launch.start();
     let edge_url = edge.base.clone();
-    static TARGET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TARGET.set(edge_url.clone()).unwrap();
+    *TARGET.lock().unwrap() = edge_url.clone();
     let redirect = fake_http(|_| {
-        let to = TARGET.get().unwrap();
+        let to = TARGET.lock().unwrap().clone();
         Some(format!(
             "HTTP/1.1 302 Found\r\nLocation: {to}/waybill/api/v1/edge/info\r\nContent-Length: 0\r\n\r\n"
         ))
@@ -644,10 +655,9 @@ async fn edge_registration_cannot_hang_probe_or_hijack() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{site}");
     let id = site["id"].as_str().unwrap().to_string();
-    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    ID.set(id.clone()).unwrap();
+    *ID.lock().unwrap() = id.clone();
     let impostor = fake_http(|_| {
-        let body = format!(r#"{{"service_id":"{}"}}"#, ID.get().unwrap());
+        let body = format!(r#"{{"service_id":"{}"}}"#, ID.lock().unwrap());
         Some(format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
@@ -774,7 +784,13 @@ async fn specs_are_bounded_and_listings_stay_light() {
 /// answers 413 everywhere; a method a protected route lacks is 401 before 405.
 #[tokio::test]
 async fn every_rejection_is_json_with_one_body_limit() {
-    let hub = Hub::start("sqlite");
+    for store in stores() {
+        rejections_on(store).await;
+    }
+}
+
+async fn rejections_on(store: &str) {
+    let hub = Hub::start(store);
     let url = |p: &str| hub.server.url(p);
     let expect = |status: StatusCode, want: StatusCode, text: &str, what: &str| {
         assert_eq!(status, want, "{what}: {text}");
