@@ -62,9 +62,14 @@ async fn create_signed(hub: &Hub, name: &str, version: &str) {
         "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\",\"type\":\"file\"})",
                               "mappings": [{"input": "^libs/(.*)$", "output": "prod/$1"}],
                               "added_props": [{"key": "bundle", "values": [name]}]}]}});
+    post_signed(hub, &body).await;
+}
+
+/// Creates a version from `body`, signed with the fixture key's passphrase.
+async fn post_signed(hub: &Hub, body: &Value) {
     let res = dist(hub, Method::POST, "release_bundle")
         .header("X-Gpg-Passphrase", PW)
-        .json(&body)
+        .json(body)
         .send()
         .await
         .unwrap();
@@ -1774,18 +1779,7 @@ async fn create_signed_apart(hub: &Hub, name: &str, version: &str) {
     let body = json!({"name": name, "version": version, "sign_immediately": true,
         "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\",\"type\":\"file\"})",
                               "mappings": [{"input": "^libs/(.*)$", "output": format!("prod/{version}/$1")}]}]}});
-    let res = dist(hub, Method::POST, "release_bundle")
-        .header("X-Gpg-Passphrase", PW)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        res.status(),
-        StatusCode::CREATED,
-        "{}",
-        res.text().await.unwrap()
-    );
+    post_signed(hub, &body).await;
 }
 
 /// Whether edge `i` serves every file of `version` (all or none: an edge

@@ -346,9 +346,40 @@ async fn builds_and_aql_on_every_store() {
                 .collect()
         };
         let cases: Vec<(&str, Vec<&str>)> = vec![
+            // Files only unless the query names a type, as in Artifactory;
+            // folders (`docker/img`, `libs/org`, …) are present throughout.
             (
                 r#"items.find({"repo":"docker"})"#,
+                vec!["docker/manifest.json", "docker/readme.md"],
+            ),
+            (
+                r#"items.find({"repo":"docker","type":"any"})"#,
                 vec!["docker/img", "docker/manifest.json", "docker/readme.md"],
+            ),
+            (
+                r#"items.find({"repo":"docker","type":"folder"})"#,
+                vec!["docker/img"],
+            ),
+            (
+                r#"items.find({"name":{"$ne":"readme.md"}}).sort({"$asc":["name"]})"#,
+                vec![
+                    "libs/app-1.0-sources.jar",
+                    "libs/app-1.0.jar",
+                    "libs/lib.tgz",
+                    "docker/manifest.json",
+                ],
+            ),
+            (
+                r#"items.find({"size":{"$lt":10}}).sort({"$asc":["size"]})"#,
+                vec!["docker/manifest.json", "libs/lib.tgz", "docker/readme.md"],
+            ),
+            (
+                r#"items.find({"name":{"$nmatch":"*.jar"}}).sort({"$desc":["name"]}).limit(2)"#,
+                vec!["docker/readme.md", "docker/manifest.json"],
+            ),
+            (
+                r#"items.find({"$or":[{"repo":"docker"},{"name":"lib.tgz"}]}).sort({"$asc":["name"]}).offset(1)"#,
+                vec!["docker/manifest.json", "docker/readme.md"],
             ),
             (r#"items.find({"@quality":"ga"})"#, vec!["libs/app-1.0.jar"]),
             (

@@ -220,28 +220,16 @@ pub(crate) fn version_json(v: &ReleaseBundleVersion) -> Value {
             j
         })
         .collect();
-    let mut j = json!({
-        "name": v.name.as_str(),
-        "version": v.version.as_str(),
-        "state": v.state.as_str(),
-        "description": v.description,
-        "created": format_iso(v.created),
-        "created_by": v.created_by,
-        "storing_repository": v.storing_repository,
-        "artifacts": artifacts,
-        "artifacts_size": v.total_size(),
-        "archived": v.archived,
-        "spec": {"queries": v.spec.queries.iter().map(|q| json!({
-            "aql": q.aql,
-            "query_name": q.query_name,
-            "mappings": q.mappings.iter().map(|m| json!({"input": m.input, "output": m.output})).collect::<Vec<_>>(),
-            "added_props": q.added_props.iter().map(|p| json!({"key": p.key, "values": p.values})).collect::<Vec<_>>(),
-            "query_type": "AQL",
-        })).collect::<Vec<_>>()},
-    });
-    if let Some(notes) = &v.release_notes {
-        j["release_notes"] = json!({"syntax": notes.syntax.as_str(), "content": notes.content});
-    }
+    // The summary, with the artifacts and the spec.
+    let mut j = summary_json(v);
+    j["artifacts"] = json!(artifacts);
+    j["spec"] = json!({"queries": v.spec.queries.iter().map(|q| json!({
+        "aql": q.aql,
+        "query_name": q.query_name,
+        "mappings": q.mappings.iter().map(|m| json!({"input": m.input, "output": m.output})).collect::<Vec<_>>(),
+        "added_props": q.added_props.iter().map(|p| json!({"key": p.key, "values": p.values})).collect::<Vec<_>>(),
+        "query_type": "AQL",
+    })).collect::<Vec<_>>()});
     j
 }
 

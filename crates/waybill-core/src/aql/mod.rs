@@ -389,6 +389,15 @@ fn literal_text(v: &Value) -> Result<Option<String>, Error> {
 
 fn compile_field(field: Field, op: Op, v: &Value) -> Result<Criterion, Error> {
     let text = literal_text(v)?;
+    // `"type":"any"` (Artifactory's word for files and folders) holds for
+    // every item; it still names `type`, so no file-only default is added.
+    if field == Field::Type && op == Op::Eq && text.as_deref() == Some("any") {
+        return Ok(Criterion::Field {
+            field,
+            op: Op::Match,
+            operand: OperandBox(Operand::Pattern(Pattern::case_sensitive("*"))),
+        });
+    }
     let operand = match (op, field.kind(), text) {
         (Op::Last | Op::Before, FieldKind::Date, Some(t)) => {
             Operand::Ago(Span::parse(&t).ok_or_else(|| {
@@ -815,6 +824,17 @@ fn sort(args: &[Value], pos: Pos) -> Result<Sort, Error> {
 }
 
 impl Criterion {
+    /// Whether any comparison is on `type`.
+    fn mentions_type(&self) -> bool {
+        match self {
+            Criterion::And(parts) | Criterion::Or(parts) => {
+                parts.iter().any(Criterion::mentions_type)
+            }
+            Criterion::Field { field, .. } => *field == Field::Type,
+            Criterion::Prop { .. } => false,
+        }
+    }
+
     /// Replaces relative times with dates as of `now`; returns how many
     /// there were.
     fn resolve(&mut self, now: Option<Millis>) -> usize {
@@ -868,7 +888,7 @@ impl Query {
                 ));
             }
         };
-        let (criteria, build_criteria) = match (&raw.criteria, domain) {
+        let (mut criteria, build_criteria) = match (&raw.criteria, domain) {
             (None, _) => (Criterion::And(vec![]), vec![]),
             (Some(Value::Obj(members, _)), Domain::Items) => {
                 (object(members, Combine::And)?, vec![])
@@ -886,6 +906,17 @@ impl Query {
                 ));
             }
         };
+        // As in Artifactory, items are files unless the query names a type.
+        if domain == Domain::Items && !criteria.mentions_type() {
+            criteria = Criterion::And(vec![
+                criteria,
+                Criterion::Field {
+                    field: Field::Type,
+                    op: Op::Eq,
+                    operand: OperandBox(Operand::Value(FieldValue::Str(Some("file".into())))),
+                },
+            ]);
+        }
         let mut q = Query {
             domain,
             criteria,
