@@ -390,7 +390,13 @@ async fn distribution_by_rules_delivers_verified_bytes_only_where_selected() {
 
 #[tokio::test]
 async fn refusals_are_400s_with_reasons() {
-    let grid = grid("sqlite", true).await;
+    for store in stores() {
+        refusals_on(store).await;
+    }
+}
+
+async fn refusals_on(store: &str) {
+    let grid = grid(store, true).await;
     let hub = &grid.hub;
     // Not signed.
     let body = json!({"name": "open", "version": "1", "dry_run": false, "sign_immediately": false,
@@ -406,7 +412,13 @@ async fn refusals_are_400s_with_reasons() {
     );
     let (status, res) = distribute(hub, "open", "1", json!([{}]), true).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(res["message"].as_str().unwrap().contains("OPEN"), "{res}");
+    let msg = res["message"].as_str().unwrap();
+    assert!(
+        msg.contains("not signed")
+            && msg.contains("/api/v1/release_bundle/open/1/sign")
+            && msg.contains("sign_immediately"),
+        "says what to do: {res}"
+    );
     // No site matches.
     create_signed(hub, "app", "1.0").await;
     let (status, res) =
@@ -735,9 +747,16 @@ async fn keys_propagate_to_every_edge_with_a_report() {
 
 #[tokio::test]
 async fn abort_stops_unfinished_sites_and_reports_them() {
+    for store in stores() {
+        abort_on(store).await;
+    }
+}
+
+async fn abort_on(store: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let mut launch = Launch::new(&data);
+    launch.store = store;
     // Slow retries keep the site in progress long enough to abort it.
     launch.env.extend([
         ("WAYBILL_RETRY_ATTEMPTS", "50"),
@@ -749,9 +768,28 @@ async fn abort_stops_unfinished_sites_and_reports_them() {
         _tmp: tempfile::tempdir().unwrap(),
     };
     hub.upload_key().await;
-    let edges: Vec<Edge> = (0..2).map(|i| start_edge(i, "sqlite")).collect();
+    let edges: Vec<Edge> = (0..2).map(|i| start_edge(i, store)).collect();
     for (i, e) in edges.iter().enumerate() {
         assert_eq!(register(&hub, e, i).await.0, StatusCode::CREATED);
+    }
+    // `us_only` may distribute `app`, but only to US sites.
+    let res = dist(&hub, Method::PUT, "security/users/us_only")
+        .json(&json!({"password": "user-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    for p in [
+        json!({"name": "us-b", "resource_type": "release_bundle", "release_bundles": {"include_patterns": ["app"]}, "principals": {"users": {"us_only": ["r", "x"]}}}),
+        json!({"name": "us-d", "resource_type": "destination", "distribution_destinations": [{"country_codes": ["US"]}], "principals": {"users": {"us_only": ["x"]}}}),
+    ] {
+        let path = format!("security/permissions/{}", p["name"].as_str().unwrap());
+        let res = dist(&hub, Method::PUT, &path)
+            .json(&p)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
     }
     hub.create_repo("libs").await;
     assert_eq!(
@@ -759,13 +797,14 @@ async fn abort_stops_unfinished_sites_and_reports_them() {
         StatusCode::CREATED
     );
     create_signed(&hub, "app", "1.0").await;
-    // Nothing in progress yet: 204.
+    let abort = |path: &str| dist(&hub, Method::PUT, &format!("distribution/{path}/abort")).send();
+    // Unknown bundle or version: 404; nothing in progress: 204.
+    for unknown in ["nope/1.0", "app/9.9"] {
+        let (status, body) = hub.json(abort(unknown).await.unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{store} {unknown}: {body}");
+    }
     assert_eq!(
-        dist(&hub, Method::PUT, "distribution/app/1.0/abort")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        abort("app/1.0").await.unwrap().status(),
         StatusCode::NO_CONTENT
     );
     let mut edges = edges;
@@ -774,17 +813,7 @@ async fn abort_stops_unfinished_sites_and_reports_them() {
     let id = started["id"].as_u64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let t: Value = dist(
-            &hub,
-            Method::GET,
-            &format!("release_bundle/app/1.0/distribution/{id}"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        let t = hub.tracker("app", "1.0", id).await;
         let sites = sites_by_name(&t);
         if sites[0].1["status"] == "Completed"
             && sites[1].1["general_error"]
@@ -797,19 +826,26 @@ async fn abort_stops_unfinished_sites_and_reports_them() {
         assert!(Instant::now() < deadline, "{t}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let res = dist(&hub, Method::PUT, "distribution/app/1.0/abort")
+    // The edges are filtered by the caller's destinations: none is US.
+    let res = as_user(&hub, "us_only", Method::PUT, "distribution/app/1.0/abort")
         .send()
         .await
         .unwrap();
-    let (status, body) = hub.json(res).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN, "{store}");
+    assert_eq!(
+        hub.tracker("app", "1.0", id).await["status"],
+        "In progress",
+        "nothing was stopped"
+    );
+    let (status, body) = hub.json(abort("app/1.0").await.unwrap()).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let names: Vec<&str> = body["sites"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["de-muc-1"], "only the unfinished site is affected");
+    let t = hub.tracker("app", "1.0", id).await;
+    let muc = &sites_by_name(&t)[1].1;
+    assert_eq!(
+        body,
+        json!([{"name": "de-muc-1", "service_id": muc["target_artifactory"]["service_id"], "type": "edge"}]),
+        "seed 003's shape: only the unfinished site"
+    );
     let t = wait_for(&hub, "app", "1.0", id).await;
     assert_eq!(t["status"], "Failed");
     let sites = sites_by_name(&t);
@@ -825,11 +861,7 @@ async fn abort_stops_unfinished_sites_and_reports_them() {
         (Some("Failed"), Some("aborted"))
     );
     assert_eq!(
-        dist(&hub, Method::PUT, "distribution/app/1.0/abort")
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        abort("app/1.0").await.unwrap().status(),
         StatusCode::NO_CONTENT
     );
 }

@@ -36,21 +36,32 @@ use crate::{ApiError, AppState, Json, Principal};
 
 /// The engine's control of one running tracker, shared with `abort`.
 #[derive(Debug, Default)]
-pub struct RunCtl {
-    cancelled: std::sync::atomic::AtomicBool,
+pub struct RunCtl(std::sync::Mutex<CtlState>);
+
+#[derive(Debug, Default)]
+struct CtlState {
+    /// Sites an abort stopped (an abort stops only the sites its caller
+    /// may act on).
+    cancelled: std::collections::BTreeSet<String>,
     /// Sites whose commit has been sent: an abort cannot stop those, so it
     /// leaves them to be reported as they really end.
-    committing: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    committing: std::collections::BTreeSet<String>,
 }
 
 impl RunCtl {
-    /// Marks `site` as committing, unless the tracker was aborted first;
-    /// atomic with [`Running::cancel`], so each site is either stopped by
-    /// the abort or committing, never both or neither.
+    fn lock(&self) -> std::sync::MutexGuard<'_, CtlState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks `site` as committing, unless it was aborted first; atomic with
+    /// [`Running::cancel`], so each site is either stopped by the abort or
+    /// committing, never both or neither.
     fn begin_commit(&self, site: &str) -> Result<(), Attempt> {
-        let mut committing = self.committing.lock().unwrap_or_else(|e| e.into_inner());
-        cancelled(self)?;
-        committing.insert(site.to_string());
+        let mut state = self.lock();
+        if state.cancelled.contains(site) {
+            return Err(Attempt::Aborted);
+        }
+        state.committing.insert(site.to_string());
         Ok(())
     }
 }
@@ -71,9 +82,13 @@ impl Running {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
     }
 
-    /// Stops the tracker's work between steps, and returns the sites whose
-    /// commit was already sent (they finish on their own).
-    fn cancel(&self, id: TrackerId) -> std::collections::BTreeSet<String> {
+    /// Stops the work for `sites` between steps, and returns those of them
+    /// whose commit was already sent (they finish on their own).
+    fn cancel(
+        &self,
+        id: TrackerId,
+        sites: &std::collections::BTreeSet<String>,
+    ) -> std::collections::BTreeSet<String> {
         let Some(ctl) = self
             .0
             .lock()
@@ -83,15 +98,14 @@ impl Running {
         else {
             return Default::default();
         };
-        let committing = ctl.committing.lock().unwrap_or_else(|e| e.into_inner());
-        ctl.cancelled
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        committing.clone()
+        let mut state = ctl.lock();
+        state.cancelled.extend(sites.iter().cloned());
+        state.committing.intersection(sites).cloned().collect()
     }
 }
 
-fn cancelled(ctl: &RunCtl) -> Result<(), Attempt> {
-    if ctl.cancelled.load(std::sync::atomic::Ordering::SeqCst) {
+fn cancelled(ctl: &RunCtl, site: &str) -> Result<(), Attempt> {
+    if ctl.lock().cancelled.contains(site) {
         return Err(Attempt::Aborted);
     }
     Ok(())
@@ -168,6 +182,16 @@ pub(crate) async fn distribute(
     // Held until the tracker exists: a hub delete then sees it and refuses.
     let _guard = state.version_guard.lock().await;
     let v = crate::bundles::existing_version(&state, &name, &version).await?;
+    if v.signature.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "release bundle {} is not signed, and only signed versions can be distributed; \
+             sign it first with POST /api/v1/release_bundle/{}/{}/sign (passphrase in X-GPG-PASSPHRASE; \
+             `jf ds rbs`), or create it with \"sign_immediately\": true",
+            v.label(),
+            v.name,
+            v.version
+        )));
+    }
     v.state.apply(VersionEvent::Distribute)?;
     if let Some(reason) = v.blocked() {
         return Err(ApiError::bad_request(format!(
@@ -446,7 +470,7 @@ async fn deliver(
     flag: &RunCtl,
 ) {
     let sid = edge.service_id.as_str();
-    if cancelled(flag).is_err() {
+    if cancelled(flag, sid).is_err() {
         fail_open(state, id, sid, "aborted".into()).await;
         return;
     }
@@ -482,7 +506,9 @@ async fn deliver(
                 return;
             }
             // Aborted while committing, and the commit did not finish: no retry.
-            Err(Attempt::Transient(msg) | Attempt::Refused(msg)) if cancelled(flag).is_err() => {
+            Err(Attempt::Transient(msg) | Attempt::Refused(msg))
+                if cancelled(flag, sid).is_err() =>
+            {
                 let why = format!("aborted; the commit did not complete: {msg}");
                 fail_open(state, id, sid, why).await;
                 return;
@@ -498,7 +524,7 @@ async fn deliver(
                 last = msg;
             }
         }
-        if cancelled(flag).is_err() {
+        if cancelled(flag, sid).is_err() {
             fail_open(state, id, sid, "aborted".into()).await;
             return;
         }
@@ -569,10 +595,10 @@ async fn attempt_once(
     auto_create: bool,
     flag: &RunCtl,
 ) -> Result<(), Attempt> {
-    cancelled(flag)?;
+    let sid = edge.service_id.as_str().to_string();
+    cancelled(flag, &sid)?;
     let base = format!("{}/waybill/api/v1/edge", edge.url);
     let token = edge.pairing_token.expose().to_string();
-    let sid = edge.service_id.as_str().to_string();
     let body = bundle_body(v, auto_create)?;
 
     // 1. Prepare: which content is missing?
@@ -616,7 +642,7 @@ async fn attempt_once(
     })
     .await;
 
-    cancelled(flag)?;
+    cancelled(flag, &sid)?;
     // 2. Transfer only the missing blobs, a few at a time. Jobs own their
     // inputs: closures that borrow across `.await` defeat Send inference.
     let jobs: Vec<(Sha256, Vec<(String, u64)>)> = missing
@@ -812,8 +838,11 @@ mod bytes_stream {
     }
 }
 
-/// `PUT /api/v1/distribution/{name}/{version}/abort`: 202 with the sites that
-/// were stopped, or 204 when nothing was in progress.
+/// `PUT /api/v1/distribution/{name}/{version}/abort` (seed 003): 202 with
+/// the edges the stop affected, as a bare array of `{name, service_id,
+/// type}`; 204 when the version exists and nothing is in progress; 404 for
+/// an unknown bundle or version. Only the sites the caller's destination
+/// permissions allow are stopped.
 pub(crate) async fn abort(
     State(state): State<AppState>,
     who: Principal,
@@ -821,28 +850,84 @@ pub(crate) async fn abort(
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
     crate::authz::require_bundle(&state, &who, name.as_str(), Action::Distribute).await?;
-    let mut affected: Vec<Value> = Vec::new();
-    let mut trackers: Vec<TrackerId> = Vec::new();
-    for t in state
+    let trackers = state
         .store
         .list_trackers(Some(&name), Some(&version))
-        .await?
-    {
-        if t.finished.is_some() || t.sites.iter().all(|s| s.status.is_terminal()) {
+        .await?;
+    // A version the hub deleted can still have deletions from edges running.
+    if trackers.is_empty() && state.store.get_version(&name, &version).await?.is_none() {
+        return Err(ApiError::not_found(format!(
+            "release bundle {name}/{version} does not exist"
+        )));
+    }
+    let open: Vec<&Tracker> = trackers
+        .iter()
+        .filter(|t| t.finished.is_none() && t.sites.iter().any(|s| !s.status.is_terminal()))
+        .collect();
+    // The in-progress sites, narrowed to those the caller may act on.
+    let mut busy: Vec<EdgeSite> = Vec::new();
+    let registered = state.sites.get(state.store.as_ref()).await?;
+    for t in &open {
+        for s in t.sites.iter().filter(|s| !s.status.is_terminal()) {
+            if busy.iter().any(|b| b.service_id == s.service_id) {
+                continue;
+            }
+            match registered
+                .sites
+                .iter()
+                .find(|r| r.service_id == s.service_id)
+            {
+                Some(site) => busy.push(site.clone()),
+                // Unregistered since: only an admin may stop it.
+                None if who.admin => busy.push(EdgeSite {
+                    service_id: s.service_id.clone(),
+                    name: s.name.clone(),
+                    city_name: String::new(),
+                    country_code: String::new(),
+                    url: String::new(),
+                    pairing_token: waybill_core::auth::Secret::new(String::new()),
+                    tags: vec![],
+                    position: None,
+                }),
+                None => {}
+            }
+        }
+    }
+    if busy.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let allowed: std::collections::BTreeSet<String> =
+        crate::authz::allowed_sites(&state, &who, Action::Distribute, busy)
+            .await?
+            .into_iter()
+            .map(|s| s.service_id.as_str().to_string())
+            .collect();
+    let mut affected: Vec<Value> = Vec::new();
+    for t in open {
+        let mine: std::collections::BTreeSet<String> = t
+            .sites
+            .iter()
+            .filter(|s| !s.status.is_terminal() && allowed.contains(s.service_id.as_str()))
+            .map(|s| s.service_id.as_str().to_string())
+            .collect();
+        if mine.is_empty() {
             continue;
         }
-        let committing = state.running.cancel(t.id);
-        let stopped = state
+        let committing = state.running.cancel(t.id, &mine);
+        let stop = mine.clone();
+        state
             .store
             .update_tracker(
                 t.id,
                 Box::new(move |t| {
                     for s in t.sites.iter_mut().filter(|s| {
-                        !s.status.is_terminal() && !committing.contains(s.service_id.as_str())
+                        let id = s.service_id.as_str();
+                        !s.status.is_terminal() && stop.contains(id) && !committing.contains(id)
                     }) {
                         s.apply(SiteEvent::Abort)?;
                     }
-                    // Committing sites finish on their own; the engine ends the tracker then.
+                    // Committing sites, and sites the caller may not stop,
+                    // go on; the engine ends the tracker then.
                     if t.sites.iter().all(|s| s.status.is_terminal()) {
                         t.finished = Some(now_millis());
                     }
@@ -850,22 +935,21 @@ pub(crate) async fn abort(
                 }),
             )
             .await?;
-        trackers.push(t.id);
-        for (before, after) in t.sites.iter().zip(&stopped.sites) {
-            if !before.status.is_terminal() && after.general_error == "aborted" {
-                affected.push(json!({"service_id": after.service_id.as_str(), "name": after.name, "type": EdgeSite::TYPE}));
+        for s in t
+            .sites
+            .iter()
+            .filter(|s| mine.contains(s.service_id.as_str()))
+        {
+            if !affected
+                .iter()
+                .any(|a| a["service_id"] == s.service_id.as_str())
+            {
+                affected.push(json!({"name": s.name, "service_id": s.service_id.as_str(), "type": EdgeSite::TYPE}));
             }
         }
     }
-    if affected.is_empty() {
-        return Ok(StatusCode::NO_CONTENT.into_response());
-    }
     tracing::info!(bundle = %format!("{name}/{version}"), sites = affected.len(), "distribution aborted");
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({"trackers": trackers, "sites": affected})),
-    )
-        .into_response())
+    Ok((StatusCode::ACCEPTED, axum::Json(affected)).into_response())
 }
 
 #[derive(Deserialize)]
