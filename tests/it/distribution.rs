@@ -412,7 +412,7 @@ async fn refusals_on(store: &str) {
     );
     let (status, res) = distribute(hub, "open", "1", json!([{}]), true).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let msg = res["message"].as_str().unwrap();
+    let msg = crate::support::error_message(&res);
     assert!(
         msg.contains("not signed")
             && msg.contains("/api/v1/release_bundle/open/1/sign")
@@ -425,7 +425,7 @@ async fn refusals_on(store: &str) {
         distribute(hub, "app", "1.0", json!([{"country_codes": ["JP"]}]), true).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        res["message"].as_str().unwrap().contains("match none"),
+        crate::support::error_message(&res).contains("match none"),
         "{res}"
     );
     // No rules at all.
@@ -457,7 +457,7 @@ async fn refusals_on(store: &str) {
     let (status, res) = distribute(hub, "app", "1.0", json!([{}]), true).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        res["message"].as_str().unwrap().contains("blocked"),
+        crate::support::error_message(&res).contains("blocked"),
         "{res}"
     );
     // Unknown version.
@@ -602,10 +602,7 @@ async fn edges_refuse_strangers_and_register_themselves_idempotently() {
     let (status, body) = hub.json(res).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
-            .contains("accepting this pairing token"),
+        crate::support::error_message(&body).contains("accepting this pairing token"),
         "{body}"
     );
     bad["url"] = json!("http://127.0.0.1:1");
@@ -1335,9 +1332,7 @@ async fn permissions_decide_bundles_repositories_and_destinations() {
     let (status, body) = hub.json(res).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
+        crate::support::error_message(&body)
             .contains("needs 'w' (write) permission on repository 'docker'"),
         "{body}"
     );
@@ -1363,7 +1358,7 @@ async fn permissions_decide_bundles_repositories_and_destinations() {
         let (status, body) = hub.json(res).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{denied}");
         assert!(
-            body["message"].as_str().unwrap().contains(&format!(
+            crate::support::error_message(&body).contains(&format!(
                 "needs 'w' (write) permission on release bundle '{denied}'"
             )),
             "{body}"
@@ -1444,11 +1439,9 @@ async fn permissions_decide_bundles_repositories_and_destinations() {
     let (status, _, body) = dry(json!([{"country_codes": ["US"]}])).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
-        body["message"]
-            .as_str()
-            .unwrap()
+        crate::support::error_message(&body)
             .contains("needs 'x' (distribute) on a destination permission")
-            && body["message"].as_str().unwrap().contains("us-nyc-1"),
+            && crate::support::error_message(&body).contains("us-nyc-1"),
         "{body}"
     );
     let (status, names, _) =
@@ -1784,7 +1777,7 @@ async fn edge_status_is_checked_not_assumed() {
         let (status, body) = hub.json(put(location).await.unwrap()).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         assert!(
-            body["message"].as_str().unwrap().contains(fragment),
+            crate::support::error_message(&body).contains(fragment),
             "{body}"
         );
     }

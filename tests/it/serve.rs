@@ -218,10 +218,7 @@ async fn settings_persist_and_bad_json_is_a_400_that_changes_nothing() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(body["status_code"], 400);
         assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .contains("invalid JSON body"),
+            crate::support::error_message(&body).contains("invalid JSON body"),
             "{body}"
         );
     }

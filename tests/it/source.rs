@@ -122,7 +122,7 @@ async fn deploy_download_and_metadata_on_every_store() {
         let (status, body) = hub.json(res).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
         assert!(
-            body["message"].as_str().unwrap().contains("md5 mismatch"),
+            crate::support::error_message(&body).contains("md5 mismatch"),
             "{body}"
         );
         let res = hub
@@ -545,8 +545,11 @@ async fn bad_input_is_a_4xx_that_names_the_problem() {
     for (query, fragment) in malformed {
         let (status, body) = hub.aql(query).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
-        assert_eq!(body["status_code"], 400);
-        let msg = body["message"].as_str().unwrap();
+        assert_eq!(
+            body["errors"][0]["status"], 400,
+            "Artifactory's error shape"
+        );
+        let msg = crate::support::error_message(&body);
         assert!(msg.contains(fragment), "{query}: {msg}");
     }
     // HTTP clients normalise `..` away, so these go over a raw socket, as an attacker would send them.
@@ -581,7 +584,7 @@ async fn bad_input_is_a_4xx_that_names_the_problem() {
     let (status, body) = hub.deploy("bad key!/a.txt", b"x".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(
-        body["message"].as_str().unwrap().contains("repository key"),
+        crate::support::error_message(&body).contains("repository key"),
         "{body}"
     );
     // A file where a folder is needed, and the reverse.
@@ -758,4 +761,52 @@ async fn blobs_live_exactly_as_long_as_a_file_references_them() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert!(!blob_file(&b).exists());
+}
+
+/// Errors under `/artifactory` have Artifactory's shape and wording, which
+/// client libraries (dohq-artifactory's `exists()`, `deploy_file`) match on;
+/// `/distribution` keeps its own.
+#[tokio::test]
+async fn artifactory_errors_have_artifactorys_shape() {
+    for store in crate::support::stores() {
+        let hub = Hub::start(store);
+        hub.create_repo("libs").await;
+        let (status, _) = hub.deploy("libs/a.txt", b"a".to_vec()).await;
+        assert_eq!(status, StatusCode::CREATED);
+        for (path, words) in [
+            ("api/storage/libs/missing.txt", "Unable to find item"),
+            ("libs/missing.txt", "Unable to find item"),
+            (
+                "api/storage/libs/a.txt?properties",
+                "No properties could be found",
+            ),
+        ] {
+            let res = hub.req(reqwest::Method::GET, path).send().await.unwrap();
+            let (status, body) = hub.json(res).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{store} {path}");
+            assert_eq!(body["errors"][0]["status"], 404, "{path}: {body}");
+            let msg = body["errors"][0]["message"].as_str().unwrap();
+            assert!(msg.starts_with(words), "{path}: {msg}");
+            assert!(body.get("status_code").is_none(), "{body}");
+        }
+        let res = crate::support::client()
+            .get(hub.url("libs/a.txt"))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["errors"][0]["status"], 401, "{body}");
+        let res = hub
+            .dist_api(reqwest::Method::GET, "release_bundle/none")
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            body["status_code"], 404,
+            "Distribution keeps its shape: {body}"
+        );
+    }
 }

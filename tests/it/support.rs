@@ -332,3 +332,14 @@ pub fn content(len: usize, seed: u32) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The message of an error body, in either wire's shape: Artifactory's
+/// `{"errors":[{"status","message"}]}` under `/artifactory`, or
+/// Distribution's `{"status_code","message"}`.
+#[allow(dead_code)] // For benches/e2e.rs, which includes this file.
+pub fn error_message(v: &Value) -> &str {
+    v["message"]
+        .as_str()
+        .or_else(|| v["errors"][0]["message"].as_str())
+        .unwrap_or_else(|| panic!("not an error body: {v}"))
+}

@@ -202,7 +202,7 @@ async fn bundles_describe_the_server_and_hold_no_secrets() {
     let (status, body) = hub.json(res).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        body["message"].as_str().unwrap().contains("start_date"),
+        crate::support::error_message(&body).contains("start_date"),
         "{body}"
     );
     let res = put(

@@ -146,32 +146,52 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Rewrites any error answer that is not already JSON (axum's extractor
-/// rejections: a path that is not UTF-8, a form without its content type,
-/// a body over the limit) into the wire's error body, keeping its status
-/// and its text as the message.
-pub(crate) async fn json_errors(res: Response) -> Response {
+/// Gives every error answer the body of its wire: Artifactory's
+/// `{"errors":[{"status","message"}]}` under `/artifactory/` (client
+/// libraries such as dohq-artifactory parse it), and `{"status_code",
+/// "message"}` everywhere else. Error answers that are not JSON (axum's
+/// extractor rejections: a path that is not UTF-8, a form without its
+/// content type, a body over the limit) are rewritten the same way, keeping
+/// their status and their text as the message.
+pub(crate) async fn wire_errors(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let artifactory = req.uri().path().starts_with("/artifactory/");
+    let res = next.run(req).await;
     let status = res.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
     let is_json = res
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_json {
+    if is_json && !artifactory {
         return res;
     }
     let (parts, body) = res.into_parts();
-    // Rejection texts are short; anything longer is cut, never buffered whole.
-    let text = match axum::body::to_bytes(body, 4096).await {
+    // Error bodies are short; anything longer is cut, never buffered whole.
+    let text = match axum::body::to_bytes(body, 64 << 10).await {
         Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
         Err(_) => String::new(),
     };
-    let message = if text.is_empty() {
-        status.canonical_reason().unwrap_or("error").to_string()
-    } else {
-        text
+    let ours = is_json
+        .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .flatten()
+        .and_then(|v| v["message"].as_str().map(str::to_string));
+    let message = match ours {
+        Some(m) => m,
+        None if text.is_empty() => status.canonical_reason().unwrap_or("error").to_string(),
+        None => text,
     };
-    let mut out = ApiError::new(status, message).into_response();
+    let mut out = if artifactory {
+        let body = serde_json::json!({"errors": [{"status": status.as_u16(), "message": message}]});
+        (status, Json(body)).into_response()
+    } else {
+        ApiError::new(status, message).into_response()
+    };
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             out.headers_mut().append(name.clone(), value.clone());

@@ -281,7 +281,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(refuse_large_bodies))
-        .layer(middleware::map_response(error::json_errors))
+        .layer(middleware::from_fn(error::wire_errors))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -337,7 +337,7 @@ pub fn edge_router(state: AppState, cfg: edge::EdgeConfig) -> Router {
         .with_state(state.clone());
     edge::routes(state, cfg)
         .merge(public)
-        .layer(middleware::map_response(error::json_errors))
+        .layer(middleware::from_fn(error::wire_errors))
         .layer(middleware::from_fn(log_request))
 }
 

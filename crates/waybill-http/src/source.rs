@@ -608,7 +608,7 @@ async fn download(
         .store
         .get_item(&key, &path)
         .await?
-        .ok_or_else(|| ApiError::not_found(format!("{key}/{path} does not exist")))?;
+        .ok_or_else(|| ApiError::not_found(format!("Unable to find item: {key}/{path}")))?;
     let Some(sums) = item.checksums else {
         return Err(ApiError::bad_request(format!(
             "{key}/{path} is a folder; list it with GET /artifactory/api/storage/{key}/{path}"
@@ -702,7 +702,9 @@ async fn delete_path(
     .await?;
     let removed = state.store.delete_item(&key, &path).await?;
     if removed.is_empty() {
-        return Err(ApiError::not_found(format!("{key}/{path} does not exist")));
+        return Err(ApiError::not_found(format!(
+            "Unable to find item: {key}/{path}"
+        )));
     }
     collect_garbage(&state, removed.iter().filter_map(Item::sha256)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -744,7 +746,7 @@ async fn storage_get(
                 .store
                 .get_item(&key, &path)
                 .await?
-                .ok_or_else(|| ApiError::not_found(format!("{rp} does not exist")))?,
+                .ok_or_else(|| ApiError::not_found(format!("Unable to find item: {rp}")))?,
         )
     };
     if let Some(wanted) = query.get("properties") {
@@ -756,7 +758,7 @@ async fn storage_get(
             .collect();
         if selected.is_empty() {
             return Err(ApiError::not_found(format!(
-                "{rp} has no matching properties"
+                "No properties could be found: {rp}"
             )));
         }
         return Ok(axum::Json(
