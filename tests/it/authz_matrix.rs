@@ -456,6 +456,12 @@ fn rows() -> Vec<(Method, &'static str, Need, Option<serde_json::Value>)> {
             None,
         ),
         (
+            Method::PATCH,
+            "/artifactory/api/metadata/{repo}/{*path}",
+            Permission,
+            Some(json!({"props": {"k": "v"}})),
+        ),
+        (
             Method::POST,
             "/artifactory/api/search/aql",
             Authenticated,

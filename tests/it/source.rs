@@ -810,3 +810,82 @@ async fn artifactory_errors_have_artifactorys_shape() {
         );
     }
 }
+
+/// `PATCH /api/metadata` sets and removes properties as dohq-artifactory
+/// sends them: a string, an array of strings, or null to remove.
+#[tokio::test]
+async fn metadata_patch_sets_and_removes_properties() {
+    for store in crate::support::stores() {
+        let hub = Hub::start(store);
+        hub.create_repo("libs").await;
+        for f in ["dir/a.txt;a=1;b=2", "dir/sub/b.txt;a=1"] {
+            assert_eq!(
+                hub.deploy(&format!("libs/{f}"), b"x".to_vec()).await.0,
+                StatusCode::CREATED
+            );
+        }
+        let hub = &hub;
+        let props = |path: &'static str| async move {
+            let res = hub
+                .req(
+                    reqwest::Method::GET,
+                    &format!("api/storage/libs/{path}?properties"),
+                )
+                .send()
+                .await
+                .unwrap();
+            hub.json(res).await.1["properties"].clone()
+        };
+        let patch = |path: &str, q: &str, body: Value| {
+            hub.req(
+                reqwest::Method::PATCH,
+                &format!("api/metadata/libs/{path}{q}"),
+            )
+            .json(&body)
+            .send()
+        };
+        let res = patch(
+            "dir/a.txt",
+            "",
+            json!({"props": {"c": "3", "d": ["x", "y"], "a": null}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT, "{store}");
+        assert_eq!(
+            props("dir/a.txt").await,
+            json!({"b": ["2"], "c": ["3"], "d": ["x", "y"]})
+        );
+        assert_eq!(
+            props("dir/sub/b.txt").await,
+            json!({"a": ["1"]}),
+            "not recursive by default"
+        );
+        let res = patch(
+            "dir",
+            "?recursiveProperties=1",
+            json!({"props": {"team": "core"}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            props("dir/sub/b.txt").await,
+            json!({"a": ["1"], "team": ["core"]})
+        );
+        for bad in [
+            json!({"props": {"k": 5}}),
+            json!({"props": {"": "v"}}),
+            json!({"nope": {}}),
+        ] {
+            let res = patch("dir/a.txt", "", bad.clone()).await.unwrap();
+            let (status, body) = hub.json(res).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+            assert_eq!(body["errors"][0]["status"], 400);
+        }
+        let res = patch("missing.txt", "", json!({"props": {"k": "v"}}))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+}

@@ -93,6 +93,10 @@ pub fn routes(mode: Mode) -> Router<AppState> {
             )
             .route("/artifactory/api/build", put(put_build))
             .route(
+                "/artifactory/api/metadata/{repo}/{*path}",
+                axum::routing::patch(patch_metadata),
+            )
+            .route(
                 "/artifactory/{repo}/{*path}",
                 content.put(deploy).delete(delete_path),
             ),
@@ -886,6 +890,78 @@ async fn storage_delete(
             recursive,
             Box::new(move |p| {
                 for k in &keys {
+                    p.remove(k);
+                }
+            }),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `PATCH /artifactory/api/metadata/{repo}/{path}` with `{"props": {key:
+/// "v" | ["v1", "v2"] | null}}`: sets each key to its values and removes
+/// the keys given `null`, on the item alone, or on everything below it with
+/// `?recursiveProperties=1`. This is how dohq-artifactory edits properties.
+async fn patch_metadata(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((repo, raw_path)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    let (key, path, _) = parse_target(&repo, &raw_path)?;
+    crate::authz::require_repository(&state, &who, key.as_str(), Action::Write).await?;
+    let recursive = match query.get("recursiveProperties").map(String::as_str) {
+        None | Some("0") | Some("false") => false,
+        Some("1") | Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "recursiveProperties must be 0 or 1, not '{other}'"
+            )));
+        }
+    };
+    let Some(wanted) = body.get("props").and_then(|p| p.as_object()) else {
+        return Err(ApiError::bad_request(
+            "the body must be {\"props\": {key: value, ...}}; a null value removes the key",
+        ));
+    };
+    let mut set = Props::new();
+    let mut remove = Vec::new();
+    for (k, v) in wanted {
+        match v {
+            serde_json::Value::Null => remove.push(k.clone()),
+            serde_json::Value::String(one) => {
+                set.insert(k.clone(), vec![one.clone()]);
+            }
+            serde_json::Value::Array(many) => {
+                let values = many
+                    .iter()
+                    .map(|x| x.as_str().map(str::to_string))
+                    .collect::<Option<Vec<String>>>()
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!("props.{k}: values must be strings"))
+                    })?;
+                set.insert(k.clone(), values);
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "props.{k} must be a string, an array of strings or null, not {other}"
+                )));
+            }
+        }
+    }
+    validate_props(&set)?;
+    state
+        .store
+        .update_props(
+            &key,
+            &path,
+            recursive,
+            Box::new(move |p| {
+                for (k, v) in &set {
+                    p.insert(k.clone(), v.clone());
+                }
+                for k in &remove {
                     p.remove(k);
                 }
             }),
