@@ -473,6 +473,13 @@ fn rows() -> Vec<(Method, &'static str, Need, Option<serde_json::Value>)> {
             Permission,
             Some(json!({"name": "b", "number": "1"})),
         ),
+        (Method::GET, "/artifactory/api/build", Permission, None),
+        (
+            Method::GET,
+            "/artifactory/api/build/{name}",
+            Permission,
+            None,
+        ),
         (
             Method::GET,
             "/artifactory/api/build/{name}/{number}",

@@ -889,3 +889,73 @@ async fn metadata_patch_sets_and_removes_properties() {
         assert_eq!(res.status(), StatusCode::NOT_FOUND);
     }
 }
+
+/// Build listings as client libraries read them, and build-info bodies with
+/// `null` lists, as some build tools write them.
+#[tokio::test]
+async fn builds_list_and_accept_null_lists() {
+    for store in crate::support::stores() {
+        let hub = Hub::start(store);
+        for (name, number, body) in [
+            (
+                "app",
+                "1",
+                json!({"name": "app", "number": "1", "started": "2026-01-01T00:00:00.000+0000", "modules": null}),
+            ),
+            (
+                "app",
+                "2",
+                json!({"name": "app", "number": "2", "started": "2026-01-02T00:00:00.000+0000",
+                                "modules": [{"id": "m", "artifacts": null, "dependencies": null}]}),
+            ),
+            (
+                "web",
+                "7",
+                json!({"name": "web", "number": "7", "started": "2026-01-03T00:00:00.000+0000"}),
+            ),
+        ] {
+            let res = hub
+                .req(reqwest::Method::PUT, "api/build")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::NO_CONTENT,
+                "{store} {name}#{number}: {}",
+                res.text().await.unwrap()
+            );
+        }
+        let get = |path: &'static str| {
+            let hub = &hub;
+            async move {
+                hub.json(hub.req(reqwest::Method::GET, path).send().await.unwrap())
+                    .await
+            }
+        };
+        let (status, all) = get("api/build").await;
+        assert_eq!(status, StatusCode::OK, "{all}");
+        assert_eq!(
+            all["builds"],
+            json!([{"uri": "/app", "lastStarted": "2026-01-02T00:00:00.000+0000"},
+                   {"uri": "/web", "lastStarted": "2026-01-03T00:00:00.000+0000"}])
+        );
+        let (status, runs) = get("api/build/app").await;
+        assert_eq!(status, StatusCode::OK, "{runs}");
+        assert_eq!(
+            runs["buildsNumbers"],
+            json!([{"uri": "/1", "started": "2026-01-01T00:00:00.000+0000"},
+                   {"uri": "/2", "started": "2026-01-02T00:00:00.000+0000"}])
+        );
+        let (status, one) = get("api/build/app/2").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(one["buildInfo"]["modules"][0]["artifacts"], json!([]));
+        let (status, body) = get("api/build/none").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            body["errors"][0]["status"], 404,
+            "a build, not a repository named api: {body}"
+        );
+    }
+}

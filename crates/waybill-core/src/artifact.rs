@@ -424,6 +424,12 @@ pub fn plan_put(
     }
 }
 
+/// The order build listings come in: by name, then oldest run first (ties
+/// by number), the same for every backend.
+pub fn sort_builds(builds: &mut [Build]) {
+    builds.sort_by(|a, b| (&a.name, a.created, &a.number).cmp(&(&b.name, b.created, &b.number)));
+}
+
 /// Checks property keys and values: keys are 1–255 characters, and neither
 /// may contain control characters (they end up in indexes and headers).
 pub fn validate_props(props: &Props) -> Result<(), Error> {

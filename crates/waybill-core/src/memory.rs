@@ -660,6 +660,18 @@ impl ItemRepo for MemoryStore {
             .get(&(name.to_string(), number.to_string()))
             .cloned())
     }
+
+    async fn list_builds(&self, name: Option<&str>) -> Result<Vec<Build>, StoreError> {
+        let mut out: Vec<Build> = self
+            .lock()
+            .builds
+            .values()
+            .filter(|b| name.is_none_or(|n| b.name == n))
+            .cloned()
+            .collect();
+        crate::artifact::sort_builds(&mut out);
+        Ok(out)
+    }
 }
 
 fn put_item(inner: &mut Inner, item: Item) -> Result<Option<Item>, StoreError> {

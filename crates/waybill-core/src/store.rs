@@ -364,6 +364,10 @@ pub trait ItemRepo: Send + Sync + Debug {
 
     /// **Behavior:** an unknown build gives `Ok(None)`.
     async fn get_build(&self, name: &str, number: &str) -> Result<Option<Build>, StoreError>;
+
+    /// **Behavior:** every build run (of build `name` only, when given),
+    /// ordered by name, then by creation time, oldest first.
+    async fn list_builds(&self, name: Option<&str>) -> Result<Vec<Build>, StoreError>;
 }
 
 /// Everything a Waybill server persists, in one object a backend provides.

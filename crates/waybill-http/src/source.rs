@@ -18,7 +18,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use waybill_core::StoreErrorKind;
@@ -71,7 +71,9 @@ pub fn routes(mode: Mode) -> Router<AppState> {
         .route("/artifactory/api/repositories", get(list_repositories))
         .route("/artifactory/api/storage/{repo}", get(storage_root))
         .route("/artifactory/api/search/aql", post(search_aql))
+        .route("/artifactory/api/build/{name}", get(build_runs))
         .route("/artifactory/api/build/{name}/{number}", get(get_build));
+    let builds = get(list_builds);
     let (repository, storage, content) = (
         get(get_repository),
         get(storage_get),
@@ -79,6 +81,7 @@ pub fn routes(mode: Mode) -> Router<AppState> {
     );
     match mode {
         Mode::ReadOnly => read
+            .route("/artifactory/api/build", builds)
             .route("/artifactory/api/repositories/{key}", repository)
             .route("/artifactory/api/storage/{repo}/{*path}", storage)
             .route("/artifactory/{repo}/{*path}", content),
@@ -91,7 +94,7 @@ pub fn routes(mode: Mode) -> Router<AppState> {
                 "/artifactory/api/storage/{repo}/{*path}",
                 storage.put(storage_put).delete(storage_delete),
             )
-            .route("/artifactory/api/build", put(put_build))
+            .route("/artifactory/api/build", builds.put(put_build))
             .route(
                 "/artifactory/api/metadata/{repo}/{*path}",
                 axum::routing::patch(patch_metadata),
@@ -978,17 +981,26 @@ struct BuildInfoDto {
     number: String,
     #[serde(default)]
     started: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     modules: Vec<ModuleDto>,
+}
+
+/// Build-info writers send `null` for an empty list (`"modules": null`).
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Ok(<Option<Vec<T>> as serde::Deserialize>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(serde::Deserialize)]
 struct ModuleDto {
     #[serde(default)]
     id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     artifacts: Vec<BuildFileDto>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     dependencies: Vec<BuildFileDto>,
 }
 
@@ -1110,6 +1122,55 @@ async fn get_build(
     Ok(axum::Json(json!({
         "buildInfo": build_json(&build),
         "uri": format!("{}/api/build/{name}/{number}", base_url(&headers)),
+    }))
+    .into_response())
+}
+
+/// `GET /artifactory/api/build`: every build name, with its latest start.
+async fn list_builds(
+    State(state): State<AppState>,
+    who: Principal,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    crate::authz::require_repository(&state, &who, BUILD_INFO, Action::Read).await?;
+    let mut latest: BTreeMap<String, String> = BTreeMap::new();
+    for b in state.store.list_builds(None).await? {
+        // Oldest first per name: the last seen is the latest run.
+        latest.insert(b.name, b.started);
+    }
+    let builds: Vec<Value> = latest
+        .iter()
+        .map(|(name, started)| json!({"uri": format!("/{name}"), "lastStarted": started}))
+        .collect();
+    Ok(axum::Json(json!({
+        "uri": format!("{}/api/build", base_url(&headers)),
+        "builds": builds,
+    }))
+    .into_response())
+}
+
+/// `GET /artifactory/api/build/{name}`: the runs of one build; 404 when
+/// there are none.
+async fn build_runs(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    crate::authz::require_repository(&state, &who, BUILD_INFO, Action::Read).await?;
+    let runs = state.store.list_builds(Some(&name)).await?;
+    if runs.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "No build was found for build name: {name}"
+        )));
+    }
+    let numbers: Vec<Value> = runs
+        .iter()
+        .map(|b| json!({"uri": format!("/{}", b.number), "started": b.started}))
+        .collect();
+    Ok(axum::Json(json!({
+        "uri": format!("{}/api/build/{name}", base_url(&headers)),
+        "buildsNumbers": numbers,
     }))
     .into_response())
 }

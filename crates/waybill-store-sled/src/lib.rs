@@ -1073,4 +1073,14 @@ impl ItemRepo for SledStore {
         )
         .await
     }
+
+    async fn list_builds(&self, name: Option<&str>) -> Result<Vec<Build>, StoreError> {
+        let prefix = match name {
+            Some(n) => prefix_of(b'b', &[n.as_bytes()]),
+            None => vec![b'b', 0],
+        };
+        let mut builds: Vec<Build> = self.read_prefix("list_builds", prefix).await?;
+        waybill_core::artifact::sort_builds(&mut builds);
+        Ok(builds)
+    }
 }

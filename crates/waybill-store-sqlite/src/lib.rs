@@ -1293,4 +1293,21 @@ impl ItemRepo for SqliteStore {
         })
         .await
     }
+
+    async fn list_builds(&self, name: Option<&str>) -> Result<Vec<Build>, StoreError> {
+        let name = name.map(str::to_string);
+        let mut builds: Vec<Build> = self
+            .read("list_builds", move |tx| match name {
+                Some(n) => query_all(
+                    tx,
+                    "list_builds",
+                    "SELECT body FROM builds WHERE name = ?1",
+                    [n],
+                ),
+                None => query_all(tx, "list_builds", "SELECT body FROM builds", []),
+            })
+            .await?;
+        waybill_core::artifact::sort_builds(&mut builds);
+        Ok(builds)
+    }
 }

@@ -1011,6 +1011,37 @@ pub async fn builds_round_trip(open: &Opener) {
     );
 }
 
+/// Builds list by name, oldest run first; a name's prefix is not the name.
+pub async fn builds_list_by_name_in_order(open: &Opener) {
+    let dir = tempdir();
+    let s = open(dir.path());
+    assert!(s.list_builds(None).await.unwrap().is_empty());
+    for (name, number, created) in [
+        ("app", "10", 5),
+        ("app", "9", 1),
+        ("app-x", "1", 2),
+        ("web", "1", 0),
+    ] {
+        let mut b = build(name, number);
+        b.created = created;
+        s.put_build(b).await.unwrap();
+    }
+    let ids = |bs: Vec<waybill_core::artifact::Build>| -> Vec<String> {
+        bs.iter()
+            .map(|b| format!("{}#{}", b.name, b.number))
+            .collect()
+    };
+    assert_eq!(
+        ids(s.list_builds(None).await.unwrap()),
+        ["app#9", "app#10", "app-x#1", "web#1"]
+    );
+    assert_eq!(
+        ids(s.list_builds(Some("app")).await.unwrap()),
+        ["app#9", "app#10"]
+    );
+    assert!(s.list_builds(Some("ap")).await.unwrap().is_empty());
+}
+
 /// `commit_files` makes every file visible at once, or none of them.
 pub async fn commit_files_is_all_or_nothing(open: &Opener) {
     let dir = tempdir();

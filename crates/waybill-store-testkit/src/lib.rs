@@ -84,6 +84,7 @@ macro_rules! store_suite {
             content_refs_follow_replacements_and_deletes,
             builds_round_trip,
             commit_files_is_all_or_nothing,
+            builds_list_by_name_in_order,
             remove_files_removes_matching_content_only,
         );
         #[test]
