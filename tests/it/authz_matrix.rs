@@ -396,6 +396,19 @@ fn rows() -> Vec<(Method, &'static str, Need, Option<serde_json::Value>)> {
             None,
         ),
         (
+            Method::POST,
+            "/artifactory/api/security/token",
+            Authenticated,
+            None,
+        ),
+        (Method::POST, "/access/api/v1/tokens", Authenticated, None),
+        (
+            Method::POST,
+            "/artifactory/access/api/v1/tokens",
+            Authenticated,
+            None,
+        ),
+        (
             Method::GET,
             "/artifactory/api/security/lockedUsers",
             Admin,
@@ -523,7 +536,7 @@ fn discovered_templates() -> BTreeSet<String> {
     ] {
         let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
         for piece in text.split('"').skip(1).step_by(2) {
-            if ["/distribution", "/artifactory", "/mc/"]
+            if ["/distribution", "/artifactory", "/mc/", "/access/"]
                 .iter()
                 .any(|p| piece.starts_with(p))
             {
@@ -633,6 +646,9 @@ async fn every_endpoint_has_a_row_and_each_row_holds() {
         };
         match body {
             Some(b) => req.json(b),
+            None if template.ends_with("/tokens") => {
+                req.json(&json!({"username": who.user().unwrap_or("plain")}))
+            }
             None if template.ends_with("/token") || template.ends_with("/revoke") => req.form(&[
                 ("username", who.user().unwrap_or("plain")),
                 ("token_id", "x"),

@@ -521,3 +521,60 @@ async fn api_keys_and_tokens_work_where_the_jfrog_cli_sends_them() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// Tokens at Artifactory's and Access's paths, as client libraries ask for
+/// them; the tokens work like any other.
+#[tokio::test]
+async fn tokens_at_artifactory_and_access_paths() {
+    for store in crate::support::stores() {
+        let hub = Hub::start(store);
+        let res = hub
+            .http
+            .post(hub.server.url("/artifactory/api/security/token"))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .form(&[("username", "admin"), ("expires_in", "60")])
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = hub.json(res).await;
+        assert_eq!(status, StatusCode::CREATED, "{store}: {body}");
+        let form_token = body["access_token"].as_str().unwrap().to_string();
+        for path in ["/access/api/v1/tokens", "/artifactory/access/api/v1/tokens"] {
+            let res = hub
+                .http
+                .post(hub.server.url(path))
+                .basic_auth("admin", Some(ADMIN_PW))
+                .json(&json!({"subject": "admin", "scope": "applied-permissions/admin", "expires_in": 60, "refreshable": true}))
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = hub.json(res).await;
+            assert_eq!(status, StatusCode::OK, "{store} {path}: {body}");
+            assert!(
+                body["token_id"].as_str().is_some_and(|t| !t.is_empty()),
+                "{body}"
+            );
+            assert!(body["refresh_token"].is_string(), "{body}");
+            let token = body["access_token"].as_str().unwrap();
+            assert_eq!(claims(token)["sub"], "admin");
+            assert_eq!(
+                status_with(&hub, token, "security/users").await,
+                StatusCode::OK
+            );
+        }
+        assert_eq!(
+            status_with(&hub, &form_token, "release_bundle").await,
+            StatusCode::OK
+        );
+        // Bad input is a 400.
+        let res = hub
+            .http
+            .post(hub.server.url("/access/api/v1/tokens"))
+            .basic_auth("admin", Some(ADMIN_PW))
+            .json(&json!({"username": ["x"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    }
+}

@@ -234,6 +234,15 @@ pub fn router(state: AppState) -> Router {
                 .delete(apikeys::delete),
         )
         .route(
+            "/artifactory/api/security/token",
+            post(security::create_token),
+        )
+        .route("/access/api/v1/tokens", post(security::create_access_token))
+        .route(
+            "/artifactory/access/api/v1/tokens",
+            post(security::create_access_token),
+        )
+        .route(
             "/artifactory/api/security/lockedUsers",
             get(security::locked_users),
         )

@@ -46,12 +46,59 @@ fn token_response(access: String, refresh: Option<String>, expires_in: u64, scop
     body
 }
 
-/// `POST /api/v1/security/token` (form): create (201) or refresh (200).
+/// `POST /api/v1/security/token` (form), also served at Artifactory's
+/// `POST /artifactory/api/security/token`: create (201) or refresh (200).
 pub(crate) async fn create_token(
     State(state): State<AppState>,
     who: Principal,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let (status, body, _) = mint(&state, &who, &form).await?;
+    Ok((status, axum::Json(body)).into_response())
+}
+
+/// `POST /access/api/v1/tokens` (JSON, also under `/artifactory/access/`):
+/// the JFrog Access API's form of the same, answering 200 with `token_id`.
+/// `subject` is accepted for `username`.
+pub(crate) async fn create_access_token(
+    State(state): State<AppState>,
+    who: Principal,
+    Json(body): Json<serde_json::Map<String, Value>>,
+) -> Result<Response, ApiError> {
+    let mut form = HashMap::new();
+    for (k, v) in body {
+        let text = match v {
+            Value::String(s) => s,
+            Value::Bool(b) => b.to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Null => continue,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "{k} must be a string, a number or a boolean, not {other}"
+                )));
+            }
+        };
+        let key = if k == "subject" {
+            "username".to_string()
+        } else {
+            k
+        };
+        form.insert(key, text);
+    }
+    let (_, mut body, token_id) = mint(&state, &who, &form).await?;
+    if let Some(id) = token_id {
+        body["token_id"] = json!(id);
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+/// Creates or refreshes a token from form-like fields: the status the
+/// Distribution API answers, the body, and the new token's id.
+async fn mint(
+    state: &AppState,
+    who: &Principal,
+    form: &HashMap<String, String>,
+) -> Result<(StatusCode, Value, Option<String>), ApiError> {
     let store = state.store.as_ref();
     let tokens: &Tokens = &state.auth.tokens;
     match form
@@ -92,8 +139,8 @@ pub(crate) async fn create_token(
                     )));
                 }
             }
-            let expires = expires_in(&form)?;
-            let refreshable = flag(&form, "refreshable", false)?;
+            let expires = expires_in(form)?;
+            let refreshable = flag(form, "refreshable", false)?;
             let (access, refresh, record) = tokens
                 .issue(
                     store,
@@ -107,9 +154,9 @@ pub(crate) async fn create_token(
             tracing::info!(subject = %user.name, token_id = %record.token_id, "access token issued");
             Ok((
                 StatusCode::CREATED,
-                axum::Json(token_response(access, refresh, expires, scope)),
-            )
-                .into_response())
+                token_response(access, refresh, expires, scope),
+                Some(record.token_id.clone()),
+            ))
         }
         "refresh_token" => {
             let (Some(access), Some(refresh)) =
@@ -140,9 +187,9 @@ pub(crate) async fn create_token(
             }
             // Single use: the old token and its refresh token die here.
             store.delete_token(&record.token_id).await?;
-            let expires = expires_in(&form)?;
-            let refreshable = flag(&form, "refreshable", true)?;
-            let (access, refresh, _) = tokens
+            let expires = expires_in(form)?;
+            let refreshable = flag(form, "refreshable", true)?;
+            let (access, refresh, fresh) = tokens
                 .issue(
                     store,
                     state.service_id.as_str(),
@@ -152,7 +199,11 @@ pub(crate) async fn create_token(
                     refreshable,
                 )
                 .await?;
-            Ok(axum::Json(token_response(access, refresh, expires, &record.scope)).into_response())
+            Ok((
+                StatusCode::OK,
+                token_response(access, refresh, expires, &record.scope),
+                Some(fresh.token_id.clone()),
+            ))
         }
         other => Err(ApiError::bad_request(format!(
             "grant_type '{other}' is not client_credentials or refresh_token"
