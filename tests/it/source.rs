@@ -959,3 +959,66 @@ async fn builds_list_and_accept_null_lists() {
         );
     }
 }
+
+/// Storage views: the repository root has its dates, `?list` is
+/// Artifactory's File List, and an unknown mode is refused rather than
+/// answered with the plain info document.
+#[tokio::test]
+async fn storage_views_list_and_refuse_unknown_modes() {
+    for store in crate::support::stores() {
+        let hub = Hub::start(store);
+        hub.create_repo("libs").await;
+        for f in ["top.txt", "d/a.txt", "d/e/deep.txt"] {
+            assert_eq!(
+                hub.deploy(&format!("libs/{f}"), f.as_bytes().to_vec())
+                    .await
+                    .0,
+                StatusCode::CREATED
+            );
+        }
+        let get = |path: String| {
+            let hub = &hub;
+            async move {
+                hub.json(hub.req(reqwest::Method::GET, &path).send().await.unwrap())
+                    .await
+            }
+        };
+        let (status, root) = get("api/storage/libs".into()).await;
+        assert_eq!(status, StatusCode::OK);
+        for k in ["created", "lastModified", "lastUpdated"] {
+            assert!(
+                root[k].as_str().is_some_and(|d| d.ends_with('Z')),
+                "{store} {k}: {root}"
+            );
+        }
+        let uris = |v: &Value| -> Vec<String> {
+            v["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["uri"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (_, flat) = get("api/storage/libs?list".into()).await;
+        assert_eq!(uris(&flat), ["/top.txt"]);
+        let (_, deep) = get("api/storage/libs?list&deep=1".into()).await;
+        assert_eq!(uris(&deep), ["/d/a.txt", "/d/e/deep.txt", "/top.txt"]);
+        let (_, folders) = get("api/storage/libs/d?list&deep=1&listFolders=1".into()).await;
+        assert_eq!(uris(&folders), ["/a.txt", "/e", "/e/deep.txt"]);
+        assert_eq!(folders["files"][1]["folder"], true);
+        assert_eq!(
+            folders["files"][0]["sha2"],
+            crate::support::sha256_hex(b"d/a.txt")
+        );
+        let (_, shallow) = get("api/storage/libs?list&deep=1&depth=2".into()).await;
+        assert_eq!(uris(&shallow), ["/d/a.txt", "/top.txt"]);
+        for mode in ["stats", "bogus"] {
+            let (status, body) = get(format!("api/storage/libs/top.txt?{mode}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{store} ?{mode}: {body}");
+            assert!(
+                crate::support::error_message(&body).contains(mode),
+                "{body}"
+            );
+        }
+    }
+}

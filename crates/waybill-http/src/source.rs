@@ -738,7 +738,14 @@ async fn storage_get(
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
     crate::authz::require_repository(&state, &who, key.as_str(), Action::Read).await?;
-    existing_repo(&state, &key).await?;
+    let repository = existing_repo(&state, &key).await?;
+    // Each query mode is its own document: an unknown one is refused, never
+    // answered with another.
+    if let Some(unknown) = query.keys().find(|k| !STORAGE_PARAMS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "unknown storage query '{unknown}'; this server answers ?properties, and ?list with deep, depth, listFolders, mdTimestamps and includeRootPath"
+        )));
+    }
     let base = base_url(&headers);
     let rp = if path.is_root() {
         key.to_string()
@@ -773,15 +780,27 @@ async fn storage_get(
         )
         .into_response());
     }
+    if query.contains_key("list") {
+        let created = item.as_ref().map_or(repository.created, |i| i.created);
+        return file_list(
+            &state,
+            &base,
+            &rp,
+            (&key, &path),
+            item.as_ref(),
+            created,
+            &query,
+        )
+        .await;
+    }
     match item {
         Some(i) if i.kind == ItemKind::File => {
             Ok(axum::Json(file_info(&base, &i, None)).into_response())
         }
         _ => {
-            let children: Vec<Value> = state
-                .store
-                .list_children(&key, &path)
-                .await?
+            let listed = state.store.list_children(&key, &path).await?;
+            let children_modified = listed.iter().map(|c| c.modified).max();
+            let children: Vec<Value> = listed
                 .into_iter()
                 .map(|c| json!({"uri": format!("/{}", c.path.name()), "folder": c.kind == ItemKind::Folder}))
                 .collect();
@@ -797,10 +816,111 @@ async fn storage_get(
                 v["lastModified"] = format_iso(i.modified).into();
                 v["modifiedBy"] = i.modified_by.into();
                 v["lastUpdated"] = format_iso(i.modified).into();
+            } else {
+                // The repository root: created with the repository, modified
+                // when its last direct child was.
+                let last = children_modified
+                    .unwrap_or(repository.created)
+                    .max(repository.created);
+                v["created"] = format_iso(repository.created).into();
+                v["lastModified"] = format_iso(last).into();
+                v["lastUpdated"] = format_iso(last).into();
             }
             Ok(axum::Json(v).into_response())
         }
     }
+}
+
+/// The query parameters `GET api/storage` understands.
+const STORAGE_PARAMS: [&str; 7] = [
+    "properties",
+    "list",
+    "deep",
+    "depth",
+    "listFolders",
+    "mdTimestamps",
+    "includeRootPath",
+];
+
+/// Artifactory's File List (`?list&deep=1&depth=N&listFolders=1`): what is
+/// below a folder, with URIs relative to it.
+async fn file_list(
+    state: &AppState,
+    base: &str,
+    rp: &str,
+    (key, path): (&RepoKey, &ItemPath),
+    item: Option<&Item>,
+    created: u64,
+    query: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
+    if item.is_some_and(|i| i.kind == ItemKind::File) {
+        return Err(ApiError::bad_request(format!(
+            "{rp} is a file; ?list lists folders"
+        )));
+    }
+    let flag = |k: &str| query.get(k).is_some_and(|v| v == "1" || v == "true");
+    let deep = flag("deep");
+    let folders = flag("listFolders");
+    let depth = match query.get("depth") {
+        None => None,
+        Some(d) => Some(d.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!("depth must be a whole number, not '{d}'"))
+        })?),
+    };
+    let below = |i: &Item| -> Option<String> {
+        if path.is_root() {
+            Some(i.path.to_string())
+        } else {
+            i.path
+                .as_str()
+                .strip_prefix(path.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+                .map(str::to_string)
+        }
+    };
+    let mut files: Vec<(String, &Item)> = Vec::new();
+    let all = state
+        .store
+        .find_items(&waybill_core::aql::ItemHint {
+            repo: Some(key.clone()),
+            ..Default::default()
+        })
+        .await?;
+    for i in &all {
+        let Some(rel) = below(i) else { continue };
+        let level = rel.split('/').count() as u64;
+        let within = if deep {
+            depth.is_none_or(|d| level <= d)
+        } else {
+            level == 1
+        };
+        if within && (folders || i.kind == ItemKind::File) {
+            files.push((rel, i));
+        }
+    }
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    let files: Vec<Value> = files
+        .into_iter()
+        .map(|(rel, i)| {
+            let mut f = json!({
+                "uri": format!("/{rel}"),
+                "size": if i.kind == ItemKind::File { i.size as i64 } else { -1 },
+                "lastModified": format_iso(i.modified),
+                "folder": i.kind == ItemKind::Folder,
+            });
+            if let Some(c) = &i.checksums {
+                f["sha1"] = c.sha1.to_hex().into();
+                f["sha2"] = c.sha256.to_hex().into();
+            }
+            f
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "uri": format!("{base}/api/storage/{rp}"),
+        "created": format_iso(created),
+        "files": files,
+    }))
+    .into_response())
 }
 
 /// `k=v1,v2;k2=v` into properties.
