@@ -298,6 +298,7 @@ async fn open_node(
         .await
         .context("reading login lockouts")?;
     waybill_http::sweep::spawn(state.clone(), args.sweep());
+    waybill_http::stats::spawn(state.clone());
     Ok((state, store_kind))
 }
 

@@ -1012,7 +1012,7 @@ async fn storage_views_list_and_refuse_unknown_modes() {
         );
         let (_, shallow) = get("api/storage/libs?list&deep=1&depth=2".into()).await;
         assert_eq!(uris(&shallow), ["/d/a.txt", "/top.txt"]);
-        for mode in ["stats", "bogus"] {
+        for mode in ["bogus", "statistics"] {
             let (status, body) = get(format!("api/storage/libs/top.txt?{mode}")).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{store} ?{mode}: {body}");
             assert!(
@@ -1020,5 +1020,75 @@ async fn storage_views_list_and_refuse_unknown_modes() {
                 "{body}"
             );
         }
+    }
+}
+
+/// `?stats`: downloads are counted (not HEADs), with the last one and who
+/// made it, and the counts outlive a restart once written behind.
+#[tokio::test]
+async fn download_statistics_are_counted_and_kept() {
+    for store in crate::support::stores() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut launch = crate::support::Launch::new(&data);
+        launch.store = store;
+        let hub = Hub {
+            server: launch.start(),
+            http: crate::support::client(),
+            _tmp: tempfile::tempdir().unwrap(),
+        };
+        hub.create_repo("libs").await;
+        assert_eq!(
+            hub.deploy("libs/a.txt", b"abc".to_vec()).await.0,
+            StatusCode::CREATED
+        );
+        let stats = |hub: &Hub| {
+            let req = hub.req(reqwest::Method::GET, "api/storage/libs/a.txt?stats");
+            async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        assert_eq!(stats(&hub).await["downloadCount"], 0);
+        for _ in 0..2 {
+            let res = hub
+                .req(reqwest::Method::GET, "libs/a.txt")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.bytes().await.unwrap().as_ref(), b"abc");
+        }
+        let res = hub
+            .req(reqwest::Method::HEAD, "libs/a.txt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let s = stats(&hub).await;
+        assert_eq!(
+            s["downloadCount"], 2,
+            "{store}: HEAD is not a download: {s}"
+        );
+        assert_eq!(s["lastDownloadedBy"], "admin");
+        assert!(s["lastDownloaded"].as_u64().unwrap() > 0);
+        // Written behind within seconds; a restart keeps what was written.
+        tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+        let Hub { server, .. } = hub;
+        assert!(server.terminate().success());
+        let hub = Hub {
+            server: launch.start(),
+            http: crate::support::client(),
+            _tmp: tempfile::tempdir().unwrap(),
+        };
+        assert_eq!(stats(&hub).await["downloadCount"], 2, "{store}: kept");
+        // A file deleted and deployed again starts afresh.
+        let res = hub
+            .req(reqwest::Method::DELETE, "libs/a.txt")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert_eq!(
+            hub.deploy("libs/a.txt", b"new".to_vec()).await.0,
+            StatusCode::CREATED
+        );
+        assert_eq!(stats(&hub).await["downloadCount"], 0);
     }
 }

@@ -30,6 +30,7 @@ mod security;
 pub mod server;
 mod sites;
 pub mod source;
+pub mod stats;
 mod support_bundle;
 pub mod sweep;
 mod system;
@@ -66,6 +67,8 @@ pub struct AppState {
     /// Held while a distribution is scheduled and while a version is
     /// deleted on the hub, so the two never interleave.
     pub version_guard: Arc<tokio::sync::Mutex<()>>,
+    /// Download counts not yet written (see `stats`).
+    pub downloads: stats::Downloads,
 }
 
 impl AppState {
@@ -87,6 +90,7 @@ impl AppState {
             sites: sites::SiteCache::default(),
             logs: LogRing::default(),
             version_guard: Arc::default(),
+            downloads: stats::Downloads::default(),
         }
     }
 }

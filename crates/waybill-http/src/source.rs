@@ -655,6 +655,11 @@ async fn download(
     if range.is_some() {
         builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
     }
+    if method == Method::GET {
+        state
+            .downloads
+            .record(&format!("{key}/{path}"), &who.name, now_millis());
+    }
     let body = if method == Method::HEAD || len == 0 {
         Body::empty()
     } else {
@@ -713,6 +718,10 @@ async fn delete_path(
             "Unable to find item: {key}/{path}"
         )));
     }
+    // A file deployed again at the path starts its counts afresh.
+    for f in removed.iter().filter(|i| i.kind == ItemKind::File) {
+        crate::stats::remove(&state, &format!("{}/{}", f.repo, f.path)).await?;
+    }
     collect_garbage(&state, removed.iter().filter_map(Item::sha256)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -743,7 +752,7 @@ async fn storage_get(
     // answered with another.
     if let Some(unknown) = query.keys().find(|k| !STORAGE_PARAMS.contains(&k.as_str())) {
         return Err(ApiError::bad_request(format!(
-            "unknown storage query '{unknown}'; this server answers ?properties, and ?list with deep, depth, listFolders, mdTimestamps and includeRootPath"
+            "unknown storage query '{unknown}'; this server answers ?properties, ?stats, and ?list with deep, depth, listFolders, mdTimestamps and includeRootPath"
         )));
     }
     let base = base_url(&headers);
@@ -778,6 +787,23 @@ async fn storage_get(
         return Ok(axum::Json(
             json!({"properties": selected, "uri": format!("{base}/api/storage/{rp}")}),
         )
+        .into_response());
+    }
+    if query.contains_key("stats") {
+        let Some(file) = item.as_ref().filter(|i| i.kind == ItemKind::File) else {
+            return Err(ApiError::bad_request(format!(
+                "{rp} is not a file; ?stats counts a file's downloads"
+            )));
+        };
+        let s = crate::stats::get(&state, &format!("{}/{}", file.repo, file.path)).await?;
+        return Ok(axum::Json(json!({
+            "uri": format!("{base}/api/storage/{rp}"),
+            "downloadCount": s.count,
+            "lastDownloaded": s.last,
+            "lastDownloadedBy": s.last_by,
+            "remoteDownloadCount": 0,
+            "remoteLastDownloaded": 0,
+        }))
         .into_response());
     }
     if query.contains_key("list") {
@@ -832,8 +858,9 @@ async fn storage_get(
 }
 
 /// The query parameters `GET api/storage` understands.
-const STORAGE_PARAMS: [&str; 7] = [
+const STORAGE_PARAMS: [&str; 8] = [
     "properties",
+    "stats",
     "list",
     "deep",
     "depth",
