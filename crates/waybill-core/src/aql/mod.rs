@@ -907,15 +907,21 @@ impl Query {
             }
         };
         // As in Artifactory, items are files unless the query names a type.
+        // Added beside the top-level conjuncts, not around them, so
+        // `hint()` still sees the equalities that pick an index.
         if domain == Domain::Items && !criteria.mentions_type() {
-            criteria = Criterion::And(vec![
-                criteria,
-                Criterion::Field {
-                    field: Field::Type,
-                    op: Op::Eq,
-                    operand: OperandBox(Operand::Value(FieldValue::Str(Some("file".into())))),
-                },
-            ]);
+            let files = Criterion::Field {
+                field: Field::Type,
+                op: Op::Eq,
+                operand: OperandBox(Operand::Value(FieldValue::Str(Some("file".into())))),
+            };
+            criteria = match criteria {
+                Criterion::And(mut parts) => {
+                    parts.push(files);
+                    Criterion::And(parts)
+                }
+                other => Criterion::And(vec![other, files]),
+            };
         }
         let mut q = Query {
             domain,

@@ -103,8 +103,9 @@ fn criteria_semantics() {
         r#"items.find({"name":{"$match":"app-*.jar","$nmatch":"*sources*"}})"#,
         &["libs/org/acme/app-1.0.jar"],
     );
+    check(r#"items.find({"path":"."})"#, &["docker/readme.md"]);
     check(
-        r#"items.find({"path":"."})"#,
+        r#"items.find({"path":".","type":"any"})"#,
         &["docker/readme.md", "libs/org"],
     );
     check(
@@ -124,16 +125,21 @@ fn criteria_semantics() {
         ],
     );
     check(
-        r#"items.find({"depth":1})"#,
+        r#"items.find({"depth":1,"type":"any"})"#,
         &["docker/readme.md", "libs/org"],
     );
     check(
-        r#"items.find({"created":{"$lt":"2023-01-01"}})"#,
+        r#"items.find({"created":{"$lt":"2023-01-01"},"type":"any"})"#,
         &["docker/img/manifest.json", "docker/readme.md", "libs/org"],
     );
-    check(r#"items.find({"sha256":{"$eq":null}})"#, &["libs/org"]);
     check(
-        r#"items.find({"created_by":"alice","modified_by":{"$ne":"bob"}})"#,
+        r#"items.find({"sha256":{"$eq":null},"type":"any"})"#,
+        &["libs/org"],
+    );
+    // Files only unless a type is named: a folder has no checksum.
+    check(r#"items.find({"sha256":{"$eq":null}})"#, &[]);
+    check(
+        r#"items.find({"created_by":"alice","modified_by":{"$ne":"bob"},"type":"folder"})"#,
         &["libs/org"],
     );
 }
@@ -170,6 +176,16 @@ fn and_or_and_compact_forms() {
         &[
             "docker/img/manifest.json",
             "docker/readme.md",
+            "libs/org/acme/app-1.0-sources.jar",
+            "libs/org/acme/app-1.0.jar",
+            "libs/org/acme/lib.tgz",
+        ],
+    );
+    check(
+        r#"items.find({"type":"any"})"#,
+        &[
+            "docker/img/manifest.json",
+            "docker/readme.md",
             "libs/org",
             "libs/org/acme/app-1.0-sources.jar",
             "libs/org/acme/app-1.0.jar",
@@ -197,7 +213,6 @@ fn property_criteria() {
     check(
         r#"items.find({"repo":"libs","@quality":{"$ne":"rejected"}})"#,
         &[
-            "libs/org",
             "libs/org/acme/app-1.0-sources.jar",
             "libs/org/acme/app-1.0.jar",
         ],
@@ -207,7 +222,10 @@ fn property_criteria() {
         r#"items.find({"@rank":{"$gt":"9"}})"#,
         &["docker/img/manifest.json"],
     );
-    check(r#"items.find({"@team":"core"})"#, &["libs/org"]);
+    check(
+        r#"items.find({"@team":"core","type":"folder"})"#,
+        &["libs/org"],
+    );
 }
 
 #[test]
@@ -242,6 +260,9 @@ fn hints_name_the_equalities_every_match_has() {
     assert_eq!(h.folder.as_deref(), Some("org/acme"));
     assert_eq!(h.name.as_deref(), Some("x.jar"));
     assert_eq!(h.prop, Some(("build.name".into(), "app".into())));
+    // The file-only default does not hide them.
+    let q = Query::parse(r#"items.find({"repo":"libs"})"#).unwrap();
+    assert_eq!(q.criteria.hint().repo.unwrap().as_str(), "libs");
     // Alternatives give no constraint.
     let q = Query::parse(r#"items.find({"$or":[{"repo":"a"},{"repo":"b"}]})"#).unwrap();
     assert_eq!(q.criteria.hint(), ItemHint::default());
