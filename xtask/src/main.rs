@@ -42,7 +42,7 @@ fn main() -> ExitCode {
                  \x20 dist          build a release archive into dist/ (signed if WAYBILL_DIST_SIGNING_KEY is set)\n\
                  \x20 bench-e2e     hub and three edges against rsync (installs rsync if missing)\n\
                  \x20 bench-report  run the criterion benches and write target/bench-report.md\n\
-                 \x20 fuzz [secs] [target...]  run the fuzz targets (default: 60 s each, every target)"
+                 \x20 fuzz [--ci] [secs] [target...]  run the fuzz targets (default: 60 s each, every target; --ci: fixed seed and runs)"
             );
             Ok(())
         }
@@ -126,6 +126,11 @@ const FUZZ_TARGETS: [&str; 3] = ["aql", "wildcard", "bodies"];
 /// one taking over a second counts as a hang. A crash leaves its input in
 /// `target/fuzz/artifacts/<target>/`.
 fn fuzz(args: &[String]) -> Result<(), String> {
+    // `--ci`: a reproducible run (fixed seed, bounded runs per target, a
+    // time limit as a backstop), so CI explores exactly what a developer
+    // reproduces with the same command; plain runs explore afresh.
+    let ci = args.first().is_some_and(|a| a == "--ci");
+    let args = if ci { &args[1..] } else { args };
     let seconds: u64 = match args.first() {
         Some(s) => s
             .parse()
@@ -178,7 +183,19 @@ fn fuzz(args: &[String]) -> Result<(), String> {
         for dir in [&corpus, &artifacts] {
             std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
-        run(Command::new(target.join(&host).join("release").join(name))
+        let mut cmd = Command::new(target.join(&host).join("release").join(name));
+        if ci {
+            let runs = match name {
+                "aql" => 3_000_000,
+                "wildcard" => 1_500_000,
+                _ => 300_000,
+            };
+            // A fresh corpus, so earlier runs on this machine change nothing.
+            let _ = std::fs::remove_dir_all(&corpus);
+            std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+            cmd.arg("-seed=20261201").arg(format!("-runs={runs}"));
+        }
+        run(cmd
             .arg(&corpus)
             .arg(fuzz_dir.join("seeds").join(name))
             .arg(format!("-max_total_time={seconds}"))

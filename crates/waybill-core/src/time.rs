@@ -36,6 +36,10 @@ pub fn months_before(millis: Millis, months: u64) -> Millis {
     let secs = (millis / 1000) as i64;
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let total = y * 12 + (m as i64 - 1) - months.min(i64::MAX as u64 / 2) as i64;
+    // Before the epoch: saturate here, before day arithmetic can overflow.
+    if total < 1970 * 12 {
+        return 0;
+    }
     let (ty, tm) = (total.div_euclid(12), total.rem_euclid(12) as u32 + 1);
     let month_len =
         days_from_civil(ty + i64::from(tm == 12), tm % 12 + 1, 1) - days_from_civil(ty, tm, 1);
@@ -145,6 +149,15 @@ pub fn parse_iso(s: &str) -> Option<Millis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn months_before_saturates_at_the_epoch_without_overflow() {
+        let now = 1_764_547_200_000; // 2025-12-01
+        for months in [670_871_503 * 12, u64::MAX, i64::MAX as u64, 56 * 12 + 1] {
+            assert_eq!(months_before(now, months), 0, "{months}");
+        }
+        assert!(months_before(now, 55 * 12) > 0);
+    }
 
     #[test]
     fn round_trips_and_known_values() {
