@@ -994,20 +994,7 @@ async fn storage_put(
         .ok_or_else(|| ApiError::bad_request("missing ?properties="))?;
     let props = parse_props_param(raw)?;
     let recursive = recursive(&query)?;
-    state
-        .store
-        .update_props(
-            &key,
-            &path,
-            recursive,
-            Box::new(move |p| {
-                for (k, v) in &props {
-                    p.insert(k.clone(), v.clone());
-                }
-            }),
-        )
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    edit_props(&state, (&key, &path), recursive, props, Vec::new()).await
 }
 
 async fn storage_delete(
@@ -1032,20 +1019,7 @@ async fn storage_delete(
         ));
     }
     let recursive = recursive(&query)?;
-    state
-        .store
-        .update_props(
-            &key,
-            &path,
-            recursive,
-            Box::new(move |p| {
-                for k in &keys {
-                    p.remove(k);
-                }
-            }),
-        )
-        .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    edit_props(&state, (&key, &path), recursive, Props::new(), keys).await
 }
 
 /// `PATCH /artifactory/api/metadata/{repo}/{path}` with `{"props": {key:
@@ -1101,11 +1075,24 @@ async fn patch_metadata(
         }
     }
     validate_props(&set)?;
+    edit_props(&state, (&key, &path), recursive, set, remove).await
+}
+
+/// Sets `set` and removes `remove` on an item (and everything below it
+/// when `recursive`), in one store transaction: the one property edit
+/// behind the storage API's PUT and DELETE and the metadata PATCH.
+async fn edit_props(
+    state: &AppState,
+    (key, path): (&RepoKey, &ItemPath),
+    recursive: bool,
+    set: Props,
+    remove: Vec<String>,
+) -> Result<Response, ApiError> {
     state
         .store
         .update_props(
-            &key,
-            &path,
+            key,
+            path,
             recursive,
             Box::new(move |p| {
                 for (k, v) in &set {
