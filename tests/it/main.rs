@@ -6,6 +6,7 @@
 //! - `serve`: start-up, bootstrap, ping/info, auth, settings, shutdown.
 //! - `authz_matrix`: every endpoint against every kind of caller.
 //! - `bundles`: release bundles v1 and signing keys.
+//! - `caching`: the read caches never answer stale.
 //! - `distribution`: a hub and edges as separate processes.
 //! - `security`: users, tokens, throttling.
 //! - `hardening`: regressions for what a black-box probe found (issue 11).
@@ -15,6 +16,7 @@
 
 mod authz_matrix;
 mod bundles;
+mod caching;
 mod cli;
 mod distribution;
 mod hardening;

@@ -71,6 +71,7 @@ pub(crate) async fn revoke_for(state: &AppState, user: &str) -> Result<bool, Api
     let Some(h) = state.store.get_setting(&format!("{BY_USER}{user}")).await? else {
         return Ok(false);
     };
+    let _changed = state.auth.change();
     state.store.delete_setting(&format!("{BY_HASH}{h}")).await?;
     state
         .store
@@ -82,6 +83,7 @@ pub(crate) async fn revoke_for(state: &AppState, user: &str) -> Result<bool, Api
 async fn issue(state: &AppState, user: &str) -> Result<Response, ApiError> {
     let key = generate()?;
     let h = hash(&key);
+    let _changed = state.auth.change();
     // The owner record first: a key is usable only once it points at its user.
     state
         .store

@@ -8,6 +8,16 @@
 //! unchanged, so a password change takes effect at once.
 //!
 //! Hashing runs on the blocking pool, never on an async worker.
+//!
+//! Above that, every credential that authenticated (password, API key or
+//! access token, in whichever header) is remembered as the [`Principal`] it
+//! proved, keyed by an HMAC of the credential headers, so a repeated request
+//! costs no store read and no signature check. Entries are stamped with the
+//! security epoch: any write that can change what a credential means (a
+//! token revoked, a user changed or deleted, an API key replaced, a group or
+//! permission edited, a lockout started) bumps it through
+//! [`Authenticator::change`], and every older entry stops counting
+//! on the next request. A token's entry also ends at the token's expiry.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,6 +32,7 @@ use axum::response::Response;
 use base64::Engine;
 use ring::hmac;
 use waybill_core::auth::{PasswordHash, User};
+use waybill_core::permissions::Permission;
 use waybill_core::store::Store;
 
 use crate::AppState;
@@ -31,6 +42,9 @@ use crate::error::ApiError;
 const CACHE_TTL: Duration = Duration::from_secs(300);
 /// Cache entries kept at most; the cache is cleared when full.
 const CACHE_MAX: usize = 10_000;
+/// How long a proven credential is remembered at most, even with no
+/// security write in this process: a backstop for writes made elsewhere.
+const PRINCIPAL_TTL: Duration = Duration::from_secs(60);
 
 /// The authenticated caller, put into request extensions by [`require_auth`].
 #[derive(Clone, Debug)]
@@ -112,6 +126,37 @@ type CredentialCache = HashMap<(String, Vec<u8>), CacheEntry>;
 struct CacheEntry {
     phc: String,
     verified: Instant,
+}
+
+/// Every stored permission, as read at a security epoch.
+type PermissionsAt = (u64, Arc<Vec<Permission>>);
+
+/// A credential that authenticated, as of security epoch `epoch`.
+struct Proven {
+    principal: Principal,
+    epoch: u64,
+    until: Instant,
+    /// Proven by a password: lockouts still apply on every use.
+    password: bool,
+}
+
+/// A successful authentication, and when the credential itself expires.
+struct Authenticated {
+    principal: Principal,
+    /// Expiry of an access token, seconds since the epoch.
+    expires: Option<u64>,
+    /// Whether a password proved it.
+    password: bool,
+}
+
+impl From<Principal> for Authenticated {
+    fn from(principal: Principal) -> Self {
+        Authenticated {
+            principal,
+            expires: None,
+            password: false,
+        }
+    }
 }
 
 /// Failed logins tolerated per user name within [`FAILURE_WINDOW`].
@@ -212,6 +257,12 @@ pub struct Authenticator {
     key: Arc<hmac::Key>,
     cache: Arc<Mutex<CredentialCache>>,
     throttle: Arc<Mutex<Throttle>>,
+    /// Bumped by every write that can change what a credential proves.
+    epoch: crate::epoch::Epoch,
+    /// HMAC of the credential headers -> who they proved to be.
+    proven: Arc<Mutex<HashMap<Vec<u8>, Proven>>>,
+    /// Every stored permission, as of an epoch.
+    permissions: Arc<Mutex<Option<PermissionsAt>>>,
     /// Access-token minting and checking.
     pub tokens: crate::tokens::Tokens,
 }
@@ -232,8 +283,86 @@ impl Authenticator {
             key: Arc::new(key),
             cache: Arc::default(),
             throttle: Arc::default(),
+            epoch: crate::epoch::Epoch::default(),
+            proven: Arc::default(),
+            permissions: Arc::default(),
             tokens: crate::tokens::Tokens::default(),
         }
+    }
+
+    /// Forgets every remembered credential and permission when the guard
+    /// drops. Take it before any write to users, groups, permissions, tokens
+    /// or API keys: it fires after the last write on every path out, early
+    /// errors included, and before the answer, so the change holds from the
+    /// next request on.
+    pub fn change(&self) -> crate::epoch::Change {
+        self.epoch.change()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.now()
+    }
+
+    /// The security epoch, for caches whose answers depend on permissions.
+    pub(crate) fn security_epoch(&self) -> u64 {
+        self.epoch()
+    }
+
+    /// Every stored permission, read from the store only after a change.
+    pub(crate) async fn permissions(&self) -> Result<Arc<Vec<Permission>>, ApiError> {
+        // Read before the store, so a change racing this read makes the
+        // entry stale rather than wrong.
+        let epoch = self.epoch();
+        if let Some((at, perms)) = &*self.permissions.lock().unwrap_or_else(|e| e.into_inner())
+            && *at == epoch
+        {
+            return Ok(perms.clone());
+        }
+        let perms = Arc::new(crate::authz::load_from(self.store.as_ref()).await?);
+        *self.permissions.lock().unwrap_or_else(|e| e.into_inner()) = Some((epoch, perms.clone()));
+        Ok(perms)
+    }
+
+    /// The principal `credentials` proved before, if nothing changed since;
+    /// a password's lockouts (by name and by address) are checked again.
+    fn remembered(
+        &self,
+        tag: &[u8],
+        address: Option<IpAddr>,
+    ) -> Option<Result<Principal, ApiError>> {
+        let (principal, password) = {
+            let proven = self.proven.lock().unwrap_or_else(|e| e.into_inner());
+            let hit = proven.get(tag)?;
+            if hit.epoch != self.epoch() || hit.until <= Instant::now() {
+                return None;
+            }
+            (hit.principal.clone(), hit.password)
+        };
+        if password && let Err(e) = self.check_lockout(&principal.name, address) {
+            return Some(Err(e));
+        }
+        Some(Ok(principal))
+    }
+
+    fn remember(&self, tag: Vec<u8>, epoch: u64, done: &Authenticated) {
+        let mut until = Instant::now() + PRINCIPAL_TTL;
+        if let Some(exp) = done.expires {
+            let left = exp.saturating_sub(crate::now_millis() / 1000);
+            until = until.min(Instant::now() + Duration::from_secs(left));
+        }
+        let mut proven = self.proven.lock().unwrap_or_else(|e| e.into_inner());
+        if proven.len() >= CACHE_MAX {
+            proven.clear();
+        }
+        proven.insert(
+            tag,
+            Proven {
+                principal: done.principal.clone(),
+                epoch,
+                until,
+                password: done.password,
+            },
+        );
     }
 
     /// Refuses a password attempt for a locked name or from a locked
@@ -443,7 +572,7 @@ impl Authenticator {
         &self,
         header: &str,
         address: Option<IpAddr>,
-    ) -> Result<Principal, ApiError> {
+    ) -> Result<Authenticated, ApiError> {
         let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
         if scheme.eq_ignore_ascii_case("basic") {
             let decoded = base64::engine::general_purpose::STANDARD
@@ -465,7 +594,7 @@ impl Authenticator {
             // only: a locked-out user's token or key still works.
             if crate::apikeys::looks_like_key(password) {
                 return match self.api_key_user(password).await? {
-                    Some(user) if user.name == name => Ok(Principal::of(user)),
+                    Some(user) if user.name == name => Ok(Principal::of(user).into()),
                     _ => {
                         self.record_failure(None, address, false).await;
                         Err(ApiError::unauthorized("bad user name or API key"))
@@ -474,7 +603,7 @@ impl Authenticator {
             }
             if looks_like_jwt(password) {
                 let p = self.bearer(password).await?;
-                if p.name != name {
+                if p.principal.name != name {
                     return Err(ApiError::unauthorized(
                         "the access token belongs to another user",
                     ));
@@ -485,7 +614,10 @@ impl Authenticator {
             return match self.verify_password(name, password).await? {
                 PasswordCheck::Valid(user) => {
                     self.record_success(name);
-                    Ok(Principal::of(user))
+                    Ok(Authenticated {
+                        password: true,
+                        ..Principal::of(user).into()
+                    })
                 }
                 PasswordCheck::Wrong { known } => {
                     self.record_failure(Some(name), address, known).await;
@@ -514,9 +646,9 @@ impl Authenticator {
         &self,
         key: &str,
         address: Option<IpAddr>,
-    ) -> Result<Principal, ApiError> {
+    ) -> Result<Authenticated, ApiError> {
         match self.api_key_user(key.trim()).await? {
-            Some(user) => Ok(Principal::of(user)),
+            Some(user) => Ok(Principal::of(user).into()),
             None => {
                 self.record_failure(None, address, false).await;
                 Err(ApiError::unauthorized("unknown or revoked API key"))
@@ -524,7 +656,7 @@ impl Authenticator {
         }
     }
 
-    async fn bearer(&self, token: &str) -> Result<Principal, ApiError> {
+    async fn bearer(&self, token: &str) -> Result<Authenticated, ApiError> {
         {
             use crate::tokens::TokenError;
             let claims = self
@@ -543,11 +675,15 @@ impl Authenticator {
             })?;
             // An admin's user-scoped token acts as a plain user.
             let admin = user.admin && claims.scp == crate::tokens::ADMIN_SCOPE;
-            Ok(Principal {
-                reduced: user.admin && !admin,
-                admin,
-                name: user.name,
-                groups: user.groups,
+            Ok(Authenticated {
+                principal: Principal {
+                    reduced: user.admin && !admin,
+                    admin,
+                    name: user.name,
+                    groups: user.groups,
+                },
+                expires: claims.exp,
+                password: false,
             })
         }
     }
@@ -591,11 +727,28 @@ async fn authenticate_credentials(
     credentials: (Option<String>, Option<String>),
     address: Option<IpAddr>,
 ) -> Result<Principal, ApiError> {
-    match credentials {
-        (Some(authorization), _) => state.auth.authenticate(&authorization, address).await,
-        (None, Some(key)) => state.auth.authenticate_api_key(&key, address).await,
-        (None, None) => Err(ApiError::unauthorized("authentication required")),
+    let auth = &state.auth;
+    let mut tagged = hmac::Context::with_key(&auth.key);
+    match &credentials {
+        (Some(authorization), _) => tagged.update(authorization.as_bytes()),
+        (None, Some(key)) => {
+            tagged.update(b"\0api-key\0");
+            tagged.update(key.as_bytes());
+        }
+        (None, None) => return Err(ApiError::unauthorized("authentication required")),
     }
+    let tag = tagged.sign().as_ref().to_vec();
+    if let Some(known) = auth.remembered(&tag, address) {
+        return known;
+    }
+    let epoch = auth.epoch();
+    let done = match credentials {
+        (Some(authorization), _) => auth.authenticate(&authorization, address).await?,
+        (None, Some(key)) => auth.authenticate_api_key(&key, address).await?,
+        (None, None) => unreachable!("refused above"),
+    };
+    auth.remember(tag, epoch, &done);
+    Ok(done.principal)
 }
 
 /// Middleware for every route but the anonymous ones: no valid credential, no entry.

@@ -21,10 +21,17 @@ use crate::{ApiError, AppState, Json, Principal};
 const PERMISSION: &str = "security.permission.";
 const GROUP: &str = "security.group.";
 
-/// Every stored permission.
-pub(crate) async fn load(state: &AppState) -> Result<Vec<Permission>, ApiError> {
+/// Every stored permission, remembered until the next security write.
+pub(crate) async fn load(state: &AppState) -> Result<std::sync::Arc<Vec<Permission>>, ApiError> {
+    state.auth.permissions().await
+}
+
+/// Every stored permission, read from `store`.
+pub(crate) async fn load_from(
+    store: &dyn waybill_core::store::Store,
+) -> Result<Vec<Permission>, ApiError> {
     let mut out = Vec::new();
-    for (key, raw) in state.store.list_settings(PERMISSION).await? {
+    for (key, raw) in store.list_settings(PERMISSION).await? {
         match serde_json::from_str(&raw) {
             Ok(p) => out.push(p),
             Err(e) => {
@@ -58,7 +65,7 @@ async fn readable(
     may: fn(&[Permission], &permissions::Caller<'_>, &str, Action) -> bool,
 ) -> Result<impl Fn(&str) -> bool + use<>, ApiError> {
     let perms = if who.admin {
-        Vec::new()
+        std::sync::Arc::default()
     } else {
         load(state).await?
     };
@@ -227,6 +234,7 @@ pub(crate) async fn put_permission(
     Json(dto): Json<PermissionDto>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
+    let _changed = state.auth.change();
     if dto.name.as_deref().is_some_and(|n| n != name) {
         return Err(ApiError::bad_request(
             "the body's name differs from the URL's",
@@ -308,8 +316,9 @@ pub(crate) async fn get_permission(
     who.require_admin()?;
     let p = load(&state)
         .await?
-        .into_iter()
+        .iter()
         .find(|p| p.name == name)
+        .cloned()
         .ok_or_else(|| ApiError::not_found(format!("permission '{name}' does not exist")))?;
     Ok(axum::Json(to_json(&p)).into_response())
 }
@@ -321,6 +330,7 @@ pub(crate) async fn delete_permission(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
+    let _changed = state.auth.change();
     if !state
         .store
         .delete_setting(&format!("{PERMISSION}{name}"))
@@ -372,6 +382,7 @@ pub(crate) async fn put_group(
     Json(dto): Json<GroupDto>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
+    let _changed = state.auth.change();
     if name.is_empty()
         || name.chars().count() > 64
         || name.chars().any(|c| c.is_control() || c == '/')
@@ -459,6 +470,7 @@ pub(crate) async fn delete_group(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
+    let _changed = state.auth.change();
     if !state
         .store
         .delete_setting(&format!("{GROUP}{name}"))

@@ -469,6 +469,7 @@ pub(crate) async fn create(
             v.signature.as_ref(),
         ));
     }
+    let _changed = state.renders.change();
     match state.store.create_version(v.clone()).await {
         Ok(()) => {}
         Err(e) if e.kind() == waybill_core::StoreErrorKind::Conflict => {
@@ -531,6 +532,7 @@ pub(crate) async fn update(
         ));
     }
     let sign_now = next.signature.is_some();
+    let _changed = state.renders.change();
     let stored = state
         .store
         .update_version(
@@ -591,6 +593,7 @@ pub(crate) async fn sign(
     }
     let signer = Box::new(keys::unlock_default(&state, &headers).await?);
     let signature = sign_version(signer, to_sign.clone()).await?;
+    let _changed = state.renders.change();
     let stored = state
         .store
         .update_version(
@@ -635,12 +638,29 @@ pub(crate) async fn get_version(
 ) -> Result<Response, ApiError> {
     let name = parse_name(&name)?;
     crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
+    let format = q.format.unwrap_or_else(|| "json".into());
+    let key = format!("version\0{name}\0{version}\0{format}");
+    let renders = state.renders.clone();
+    let render = async move {
+        render_version(&state, &name, &version, &format)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    };
+    Ok(renders.get_or_render(key, render).await)
+}
+
+async fn render_version(
+    state: &AppState,
+    name: &BundleName,
+    version: &str,
+    format: &str,
+) -> Result<Response, ApiError> {
     let v = if version == LATEST {
-        state.store.latest_version(&name).await?
+        state.store.latest_version(name).await?
     } else {
         state
             .store
-            .get_version(&name, &parse_version(&version)?)
+            .get_version(name, &parse_version(version)?)
             .await?
     }
     .ok_or_else(|| {
@@ -655,7 +675,7 @@ pub(crate) async fn get_version(
             ))
         })
     };
-    match q.format.as_deref().unwrap_or("json") {
+    match format {
         "json" => Ok(axum::Json(version_json(&v)).into_response()),
         "jws" => {
             let s = signed()?;
@@ -737,6 +757,31 @@ pub(crate) async fn list_all(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let start = start_pos(&q)?;
+    // A non-admin's page depends on their permissions, hence on the
+    // security epoch too: a permission change renders a fresh page.
+    let key = if who.admin {
+        format!("list\0\0{start}")
+    } else {
+        format!(
+            "list\0\0{start}\0{}\0{}",
+            who.name,
+            state.auth.security_epoch()
+        )
+    };
+    let renders = state.renders.clone();
+    let render = async move {
+        list_all_page(&state, &who, start)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    };
+    Ok(renders.get_or_render(key, render).await)
+}
+
+async fn list_all_page(
+    state: &AppState,
+    who: &Principal,
+    start: u64,
+) -> Result<Response, ApiError> {
     if who.admin {
         let page = state
             .store
@@ -751,7 +796,7 @@ pub(crate) async fn list_all(
         return Ok(paged_response(page.items, start, page.total));
     }
     // Only what the caller may read, paged after filtering so pages stay full.
-    let readable = crate::authz::readable_bundles(&state, &who).await?;
+    let readable = crate::authz::readable_bundles(state, who).await?;
     let all: Vec<ReleaseBundleVersion> = state
         .store
         .list_versions(None, Page::ALL)
@@ -780,10 +825,25 @@ pub(crate) async fn list_bundle(
     let name = parse_name(&name)?;
     crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
     let start = start_pos(&q)?;
+    let key = format!("list\0{name}\0{start}");
+    let renders = state.renders.clone();
+    let render = async move {
+        list_bundle_page(&state, &name, start)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    };
+    Ok(renders.get_or_render(key, render).await)
+}
+
+async fn list_bundle_page(
+    state: &AppState,
+    name: &BundleName,
+    start: u64,
+) -> Result<Response, ApiError> {
     let page = state
         .store
         .list_versions(
-            Some(&name),
+            Some(name),
             Page {
                 offset: start,
                 limit: PAGE_SIZE,
@@ -810,6 +870,7 @@ pub(crate) async fn delete_version(
     let _guard = state.version_guard.lock().await;
     let v = crate::bundles::existing_version(&state, &name, &version).await?;
     refuse_if_in_flight(&state, &v).await?;
+    let _changed = state.renders.change();
     state.store.delete_version(&name, &version).await?;
     unreference(&state, &v).await?;
     tracing::info!(bundle = %v.label(), "release bundle version deleted");
@@ -867,6 +928,7 @@ pub(crate) async fn delete_bundle(
     for v in &versions {
         refuse_if_in_flight(&state, v).await?;
     }
+    let _changed = state.renders.change();
     for v in &versions {
         state.store.delete_version(&v.name, &v.version).await?;
         unreference(&state, v).await?;
@@ -968,6 +1030,7 @@ pub(crate) async fn trigger_scan(
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
     crate::authz::require_bundle(&state, &who, name.as_str(), Action::Write).await?;
     let policy = load_policy(&state).await?;
+    let _changed = state.renders.change();
     let stored = state
         .store
         .update_version(

@@ -333,6 +333,7 @@ async fn run(
         && let Some(v) = stored
     {
         let _guard = state.version_guard.lock().await;
+        let _changed = state.renders.change();
         state.store.delete_version(&v.name, &v.version).await?;
         crate::bundles::unreference(state, &v).await?;
         tracing::info!(bundle = %v.label(), "deleted on the hub after every edge confirmed");

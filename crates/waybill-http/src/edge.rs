@@ -498,6 +498,7 @@ async fn remove(
     let gone = ctx.app.store.remove_files(doomed).await?;
     let removed = gone.len() as u64;
     let freed: Vec<_> = gone.iter().filter_map(Item::sha256).collect();
+    let _changed = ctx.app.renders.change();
     ctx.app.store.delete_version(&name, &version).await?;
     crate::source::collect_garbage(&ctx.app, freed).await?;
     tracing::info!(bundle = %v.label(), removed, "bundle removed from this edge");
@@ -538,6 +539,7 @@ async fn record_bundle(
         pgp_signature: b.pgp_signature.clone(),
         signed: now,
     });
+    let _changed = ctx.app.renders.change();
     match ctx.app.store.create_version(v).await {
         Ok(()) => Ok(()),
         // Received before: the committed files above already match it.

@@ -24,8 +24,10 @@ mod bundles;
 pub mod distribute;
 pub mod dto;
 pub mod edge;
+pub mod epoch;
 pub mod error;
 mod keys;
+pub mod renders;
 mod security;
 pub mod server;
 mod sites;
@@ -69,6 +71,10 @@ pub struct AppState {
     pub version_guard: Arc<tokio::sync::Mutex<()>>,
     /// Download counts not yet written (see `stats`).
     pub downloads: stats::Downloads,
+    /// Rendered release-bundle reads (see `renders`).
+    pub renders: renders::Renders,
+    /// Repositories read before (see `source::Repositories`).
+    pub repos: source::Repositories,
 }
 
 impl AppState {
@@ -91,6 +97,8 @@ impl AppState {
             logs: LogRing::default(),
             version_guard: Arc::default(),
             downloads: stats::Downloads::default(),
+            renders: renders::Renders::default(),
+            repos: source::Repositories::default(),
         }
     }
 }

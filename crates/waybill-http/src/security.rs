@@ -186,6 +186,7 @@ async fn mint(
                 )));
             }
             // Single use: the old token and its refresh token die here.
+            let _changed = state.auth.change();
             store.delete_token(&record.token_id).await?;
             let expires = expires_in(form)?;
             let refreshable = flag(form, "refreshable", true)?;
@@ -243,6 +244,7 @@ pub(crate) async fn revoke_token(
         .await?
         .ok_or_else(|| ApiError::not_found("token not found"))?;
     record.revoked = true;
+    let _changed = state.auth.change();
     state.store.put_token(record).await?;
     tracing::info!(%token_id, "access token revoked");
     Ok(axum::Json(json!({"status_code": 200, "message": "Token revoked"})).into_response())
@@ -324,6 +326,7 @@ pub(crate) async fn put_user(
     Json(body): Json<UserBody>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
+    let _changed = state.auth.change();
     User::validate_name(&name)?;
     if body.name.as_deref().is_some_and(|n| n != name) {
         return Err(ApiError::bad_request(
@@ -393,6 +396,7 @@ pub(crate) async fn delete_user(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
+    let _changed = state.auth.change();
     if name == who.name {
         return Err(ApiError::bad_request(
             "administrators cannot delete themselves",

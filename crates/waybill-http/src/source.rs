@@ -63,6 +63,8 @@ pub(crate) const RESERVED_REPOS: [&str; 3] = [
 const WRITE_CHUNK: usize = 256 << 10;
 /// Bytes read from a blob per response chunk.
 const READ_CHUNK: u64 = 1 << 20;
+/// Bodies up to this size are read before answering, not streamed.
+const WHOLE_BODY_MAX: u64 = 256 << 10;
 
 /// Routes that need authentication.
 pub fn routes(mode: Mode) -> Router<AppState> {
@@ -202,10 +204,52 @@ async fn writable_target(
     Ok((key, path, props))
 }
 
+/// Repositories read before. A repository never changes once created; it
+/// only goes away, and deleting one takes [`Repositories::change`], so no
+/// entry outlives it. Downloads, storage reads and deploys all start here.
+#[derive(Clone, Debug, Default)]
+pub struct Repositories {
+    epoch: crate::epoch::Epoch,
+    known: std::sync::Arc<std::sync::Mutex<HashMap<RepoKey, (u64, Repository)>>>,
+}
+
+impl Repositories {
+    /// Take before deleting a repository.
+    pub fn change(&self) -> crate::epoch::Change {
+        self.epoch.change()
+    }
+
+    async fn get(
+        &self,
+        store: &dyn waybill_core::store::Store,
+        key: &RepoKey,
+    ) -> Result<Option<Repository>, ApiError> {
+        let epoch = self.epoch.now();
+        if let Some((at, repo)) = self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            && *at == epoch
+        {
+            return Ok(Some(repo.clone()));
+        }
+        let Some(repo) = store.get_repository(key).await? else {
+            return Ok(None);
+        };
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= 4096 {
+            known.clear();
+        }
+        known.insert(key.clone(), (epoch, repo.clone()));
+        Ok(Some(repo))
+    }
+}
+
 async fn existing_repo(state: &AppState, key: &RepoKey) -> Result<Repository, ApiError> {
     state
-        .store
-        .get_repository(key)
+        .repos
+        .get(state.store.as_ref(), key)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("repository '{key}' does not exist")))
 }
@@ -398,6 +442,7 @@ async fn delete_repository(
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let key = RepoKey::parse(key)?;
+    let _changed = state.repos.change();
     let removed = state
         .store
         .delete_repository(&key)
@@ -655,13 +700,30 @@ async fn download(
     if range.is_some() {
         builder = builder.header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
     }
-    if method == Method::GET {
-        state
-            .downloads
-            .record(&format!("{key}/{path}"), &who.name, now_millis());
-    }
     let body = if method == Method::HEAD || len == 0 {
         Body::empty()
+    } else if len <= WHOLE_BODY_MAX {
+        // Read at once: one blocking call, a 500 rather than a cut-off body
+        // on failure, and hyper sends head and body in one write.
+        let bytes = state
+            .blobs
+            .read_range(&sums.sha256, start, len)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, digest = %sums.sha256, "reading blob");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the content could not be read",
+                )
+            })?;
+        if bytes.len() as u64 != len {
+            tracing::error!(digest = %sums.sha256, "blob shorter than its record");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the stored content is shorter than its record",
+            ));
+        }
+        Body::from(bytes)
     } else {
         let blobs = state.blobs.clone();
         let digest = sums.sha256;
@@ -690,6 +752,11 @@ async fn download(
         });
         Body::from_stream(stream)
     };
+    if method == Method::GET {
+        state
+            .downloads
+            .record(&format!("{key}/{path}"), &who.name, now_millis());
+    }
     builder
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))

@@ -86,27 +86,68 @@ async fn admin_only_endpoints_refuse_plain_users_with_a_reason() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// Changes to users go through the API, which tells the credential cache;
+/// a write straight to the store is seen within `PRINCIPAL_TTL` only.
 #[tokio::test]
 async fn a_password_change_takes_effect_at_once_despite_the_cache() {
-    let (app, store) = app().await;
-    let (status, _) = call(&app, "GET", SETTINGS, Some(basic("admin", "root-pw"))).await;
+    let (app, _) = app().await;
+    let bundles = "/distribution/api/v1/release_bundle";
+    let (status, _) = call(&app, "GET", bundles, Some(basic("dev", "dev-pw"))).await;
     assert_eq!(status, StatusCode::OK, "now cached");
-    store.put_user(user("admin", "new-pw", true)).await.unwrap();
-    let (status, _) = call(&app, "GET", SETTINGS, Some(basic("admin", "root-pw"))).await;
+    let change = serde_json::json!({"password": "new-password"});
+    let (status, _) = call_with(
+        &app,
+        "PUT",
+        "/distribution/api/v1/security/users/dev",
+        basic("admin", "root-pw"),
+        Some(change),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&app, "GET", bundles, Some(basic("dev", "dev-pw"))).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
         "old password must stop working"
     );
-    let (status, _) = call(&app, "GET", SETTINGS, Some(basic("admin", "new-pw"))).await;
+    let (status, _) = call(&app, "GET", bundles, Some(basic("dev", "new-password"))).await;
     assert_eq!(status, StatusCode::OK);
-    store.delete_user("admin").await.unwrap();
-    let (status, _) = call(&app, "GET", SETTINGS, Some(basic("admin", "new-pw"))).await;
+    let (status, _) = call_with(
+        &app,
+        "DELETE",
+        "/distribution/api/v1/security/users/dev",
+        basic("admin", "root-pw"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&app, "GET", bundles, Some(basic("dev", "new-password"))).await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
         "deleted users are locked out"
     );
+}
+
+async fn call_with(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    auth: String,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, Vec<u8>) {
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("authorization", auth)
+        .header("content-type", "application/json");
+    let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+    let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
+    let status = res.status();
+    let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, bytes.to_vec())
 }
 
 #[tokio::test]

@@ -115,6 +115,8 @@ impl SqliteStore {
         )
         .map_err(|e| map_err("open", e))?;
         migrate(&mut conn)?;
+        // Every statement the store runs is prepared once and kept.
+        conn.set_prepared_statement_cache_capacity(128);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path,
@@ -254,9 +256,10 @@ fn query_one<T: DeserializeOwned>(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Option<T>, StoreError> {
+    // Cached: point reads are the hot path, and parsing costs as much as the read.
     let body: Option<String> = tx
-        .query_row(sql, params, |r| r.get(0))
-        .optional()
+        .prepare_cached(sql)
+        .and_then(|mut stmt| stmt.query_row(params, |r| r.get(0)).optional())
         .map_err(|e| map_err(op, e))?;
     body.map(|b| decode(op, &b)).transpose()
 }
@@ -285,7 +288,9 @@ fn execute(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<usize, StoreError> {
-    tx.execute(sql, params).map_err(|e| map_err(op, e))
+    tx.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute(params))
+        .map_err(|e| map_err(op, e))
 }
 
 fn clamp(n: u64) -> i64 {
