@@ -331,6 +331,30 @@ fn rows() -> Vec<(Method, &'static str, Need, Option<serde_json::Value>)> {
             Some(json!({})),
         ),
         (
+            Method::POST,
+            "/distribution/api/v1/system/migration/import_export/source_artifactories",
+            Admin,
+            None,
+        ),
+        (
+            Method::POST,
+            "/distribution/v1/system/migration/import_export/source_artifactories",
+            Admin,
+            None,
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/system/migration/export/{source_id}",
+            Admin,
+            None,
+        ),
+        (
+            Method::POST,
+            "/distribution/api/v1/system/migration/import",
+            Admin,
+            Some(json!({})),
+        ),
+        (
             Method::GET,
             "/distribution/api/v1/system/support/bundle/{id}",
             Admin,
@@ -519,7 +543,8 @@ fn concrete(template: &str) -> String {
         .replace("{key}", "libs")
         .replace("{repo}", "libs")
         .replace("{*path}", "a/b.txt")
-        .replace("{sha256}", &"0".repeat(64));
+        .replace("{sha256}", &"0".repeat(64))
+        .replace("{source_id}", "DEV_Art01");
     if template.starts_with("/mc/") {
         p = p.replace("{id}", "jfrt@01ARZ3NDEKTSV4RRFFQ69G5FAV");
     }

@@ -13,6 +13,7 @@
 //! - `source`: the Artifactory-compatible source repository.
 //! - `support_bundles`: support bundles, and that they hold no secrets.
 //! - `layering`: the dependency-direction invariant.
+//! - `migration`: moving release bundles between hubs.
 
 mod authz_matrix;
 mod bundles;
@@ -21,6 +22,7 @@ mod cli;
 mod distribution;
 mod hardening;
 mod layering;
+mod migration;
 mod security;
 mod serve;
 mod source;

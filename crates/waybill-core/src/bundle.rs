@@ -159,6 +159,10 @@ pub struct ReleaseBundleVersion {
     /// The signatures, once signed.
     #[serde(default)]
     pub signature: Option<crate::signing::BundleSignature>,
+    /// The source repository (Artifactory instance) id it was imported
+    /// from by a migration; `None` for a version made on this hub.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl ReleaseBundleVersion {
@@ -185,6 +189,7 @@ impl ReleaseBundleVersion {
             archived: false,
             state: VersionState::Open,
             signature: None,
+            source: None,
         }
     }
 

@@ -27,6 +27,7 @@ pub mod edge;
 pub mod epoch;
 pub mod error;
 mod keys;
+mod migration;
 pub mod renders;
 mod security;
 pub mod server;
@@ -281,6 +282,23 @@ pub fn router(state: AppState) -> Router {
             get(support_bundle::list),
         )
         .route(
+            "/distribution/api/v1/system/migration/import_export/source_artifactories",
+            post(migration::source_artifactories),
+        )
+        // As seed 003 writes it, without `/api`.
+        .route(
+            "/distribution/v1/system/migration/import_export/source_artifactories",
+            post(migration::source_artifactories),
+        )
+        .route(
+            "/distribution/api/v1/system/migration/export/{source_id}",
+            post(migration::export),
+        )
+        .route(
+            IMPORT_PATH,
+            post(migration::import).layer(DefaultBodyLimit::max(migration::IMPORT_LIMIT)),
+        )
+        .route(
             "/distribution/api/v1/keys/{proto}/propagate",
             post(keys::propagate),
         )
@@ -317,20 +335,28 @@ async fn refuse_large_bodies(req: Request, next: Next) -> Response {
     let streamed = req.method() == axum::http::Method::PUT
         && segments.next() == Some("artifactory")
         && segments.next().is_some_and(|s| s != "api");
+    let limit = if req.uri().path() == IMPORT_PATH {
+        migration::IMPORT_LIMIT
+    } else {
+        BODY_LIMIT
+    };
     let announced = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     match announced {
-        Some(len) if !streamed && len > BODY_LIMIT as u64 => ApiError::new(
+        Some(len) if !streamed && len > limit as u64 => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is {len} bytes; at most {BODY_LIMIT} are accepted here"),
+            format!("the request body is {len} bytes; at most {limit} are accepted here"),
         )
         .into_response(),
         _ => next.run(req).await,
     }
 }
+
+/// Where a migration archive is imported: its body may be larger.
+const IMPORT_PATH: &str = "/distribution/api/v1/system/migration/import";
 
 /// The most any buffered request body (JSON, forms, AQL) may hold; streamed
 /// deploys and blobs are not buffered and have no such limit. Over it: 413.

@@ -403,13 +403,14 @@ fn pretty(v: &Value) -> Vec<u8> {
     serde_json::to_vec_pretty(v).unwrap_or_default()
 }
 
-fn zip(files: &[(&str, Vec<u8>)]) -> zip::result::ZipResult<Vec<u8>> {
+/// A zip of `files`, stored (not deflated): no compression dependency, and
+/// what goes in is small text.
+pub(crate) fn zip<N: AsRef<str>>(files: &[(N, Vec<u8>)]) -> zip::result::ZipResult<Vec<u8>> {
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    // Stored, not deflated: no compression dependency, and the bundle is small.
     let options =
         zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (name, data) in files {
-        out.start_file(*name, options)?;
+        out.start_file(name.as_ref(), options)?;
         out.write_all(data)?;
     }
     Ok(out.finish()?.into_inner())

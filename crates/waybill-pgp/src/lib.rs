@@ -255,6 +255,36 @@ impl Signer for PgpSigner {
     }
 }
 
+/// Verifies a JWS signature (`RS256` or `EdDSA`, whichever the key signs
+/// with) over `signing_input` (`header.payload`) with an armored public key.
+pub fn verify_jws(public: &str, signing_input: &[u8], signature: &[u8]) -> Result<(), PgpError> {
+    use ring::signature::{ED25519, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
+    let (key, _) = parse_public(public)?;
+    let bad = |_| PgpError::BadSignature("the JWS signature does not verify".into());
+    match key.primary_key.public_params() {
+        PublicParams::RSA(rsa) => RsaPublicKeyComponents {
+            n: rsa.key.n().to_bytes_be(),
+            e: rsa.key.e().to_bytes_be(),
+        }
+        .verify(&RSA_PKCS1_2048_8192_SHA256, signing_input, signature)
+        .map_err(bad),
+        PublicParams::Ed25519(ed) => {
+            ring::signature::UnparsedPublicKey::new(&ED25519, ed.key.as_bytes())
+                .verify(signing_input, signature)
+                .map_err(bad)
+        }
+        PublicParams::EdDSALegacy(pgp::types::EddsaLegacyPublicParams::Ed25519 { key }) => {
+            ring::signature::UnparsedPublicKey::new(&ED25519, key.as_bytes())
+                .verify(signing_input, signature)
+                .map_err(bad)
+        }
+        _ => Err(PgpError::Unsupported(format!(
+            "{:?}",
+            key.primary_key.algorithm()
+        ))),
+    }
+}
+
 /// Verifies an armored detached signature over `data` with an armored public key.
 pub fn verify_detached(public: &str, data: &[u8], signature: &str) -> Result<(), PgpError> {
     let (key, _) = parse_public(public)?;

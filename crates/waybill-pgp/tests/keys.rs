@@ -172,3 +172,24 @@ fn ed25519_signatures_verify_independently() {
     let (key, _) = SignedPublicKey::from_string(&public).unwrap();
     assert_eq!(format!("{:X}", key.primary_key.fingerprint()).len(), 40);
 }
+
+#[test]
+fn verify_jws_accepts_what_ring_accepts_and_nothing_else() {
+    for (public, secret) in [
+        ("rsa3072-protected.pub.asc", "rsa3072-protected.sec.asc"),
+        ("ed25519-protected.pub.asc", "ed25519-protected.sec.asc"),
+    ] {
+        let public = fixture(public);
+        let signer = PgpSigner::unlock(&fixture(secret), PW).unwrap();
+        let sig = sign(&version(), &signer, 1).unwrap();
+        let input = format!("{}.{}", sig.jws_header, sig.payload_b64());
+        let raw = URL_SAFE_NO_PAD.decode(&sig.jws_signature).unwrap();
+        assert!(ring_verify_jws(&public, &sig.compact()));
+        waybill_pgp::verify_jws(&public, input.as_bytes(), &raw).unwrap();
+        let mut tampered = input.clone().into_bytes();
+        tampered[5] ^= 1;
+        assert!(waybill_pgp::verify_jws(&public, &tampered, &raw).is_err());
+        let other = fixture("rsa2048-plain.pub.asc");
+        assert!(waybill_pgp::verify_jws(&other, input.as_bytes(), &raw).is_err());
+    }
+}
