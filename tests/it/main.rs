@@ -7,6 +7,7 @@
 //! - `authz_matrix`: every endpoint against every kind of caller.
 //! - `bundles`: release bundles v1 and signing keys.
 //! - `caching`: the read caches never answer stale.
+//! - `clients`: real third-party client libraries (dohq-artifactory).
 //! - `distribution`: a hub and edges as separate processes.
 //! - `security`: users, tokens, throttling.
 //! - `hardening`: regressions for what a black-box probe found (issue 11).
@@ -19,6 +20,7 @@ mod authz_matrix;
 mod bundles;
 mod caching;
 mod cli;
+mod clients;
 mod distribution;
 mod hardening;
 mod layering;

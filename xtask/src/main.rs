@@ -100,6 +100,16 @@ fn has_nextest() -> bool {
 /// binary's tests again with only the default backend, which is the build
 /// that exercises "backend not compiled in".
 fn test(extra: &[String]) -> Result<(), String> {
+    // The client-library tests install their libraries into a virtual
+    // environment themselves; they need Python with venv and pip.
+    ensure_installed(
+        "python3 with venv",
+        || {
+            succeeds("python3", &["-m", "venv", "--help"])
+                && succeeds("python3", &["-m", "ensurepip", "--version"])
+        },
+        &["python3", "python3-venv", "python3-pip"],
+    )?;
     let nextest = has_nextest();
     let runs: [&[&str]; 2] = [
         &["--workspace", "--all-features"],
@@ -301,28 +311,38 @@ fn workspace_version() -> Result<String, String> {
         .ok_or_else(|| "no version under [workspace.package] in Cargo.toml".into())
 }
 
-/// Installs rsync through apt when it is missing (it is the e2e baseline),
-/// then runs the end-to-end bench.
-fn bench_e2e() -> Result<(), String> {
-    let has_rsync = || {
-        Command::new("rsync")
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !has_rsync() {
-        eprintln!("xtask: rsync is missing; installing it with apt-get");
-        let apt = |args: &[&str]| {
-            let mut cmd = Command::new("apt-get");
-            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-            run(&mut cmd)
-        };
-        apt(&["install", "-y", "-q", "rsync"])
-            .or_else(|_| {
-                apt(&["update", "-q"]).and_then(|()| apt(&["install", "-y", "-q", "rsync"]))
-            })
-            .map_err(|e| format!("could not install rsync ({e}); install it and rerun"))?;
+/// Installs Debian `packages` through apt unless `present` already holds.
+fn ensure_installed(
+    what: &str,
+    present: impl Fn() -> bool,
+    packages: &[&str],
+) -> Result<(), String> {
+    if present() {
+        return Ok(());
     }
+    eprintln!("xtask: {what} is missing; installing it with apt-get");
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)
+    };
+    let install = || apt(&[&["install", "-y", "-q"], packages].concat());
+    install()
+        .or_else(|_| apt(&["update", "-q"]).and_then(|()| install()))
+        .map_err(|e| format!("could not install {what} ({e}); install it and rerun"))
+}
+
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Installs rsync when it is missing (it is the e2e baseline), then runs
+/// the end-to-end bench.
+fn bench_e2e() -> Result<(), String> {
+    ensure_installed("rsync", || succeeds("rsync", &["--version"]), &["rsync"])?;
     run(cargo().args(["bench", "--bench", "e2e"]))?;
     println!("report: {}", target_dir().join("bench-e2e.md").display());
     Ok(())
