@@ -481,6 +481,10 @@ pub fn hint_admits(hint: &ItemHint, item: &Item) -> bool {
             .as_deref()
             .is_none_or(|f| item.path.folder() == f)
         && hint.name.as_deref().is_none_or(|n| item.path.name() == n)
+        && hint
+            .name_prefix
+            .as_deref()
+            .is_none_or(|p| item.path.name().starts_with(p))
         && hint.sha256.is_none_or(|d| item.sha256() == Some(d))
         && hint
             .prop

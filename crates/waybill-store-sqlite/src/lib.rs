@@ -95,8 +95,37 @@ CREATE TABLE builds (
 /// A `Store` in one SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Connections>,
     path: PathBuf,
+}
+
+/// One connection writes; reads go to read-only connections, which WAL
+/// lets run beside each other and beside the writer, so a slow read (a
+/// listing, an AQL scan) never queues the point reads behind it.
+#[derive(Debug)]
+struct Connections {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+/// Read-only connections kept open: one per core on the machines we target.
+const READERS: usize = 2;
+
+impl Connections {
+    /// A free reader if there is one, else the next in turn.
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.readers.len();
+        for i in 0..n {
+            if let Ok(guard) = self.readers[(start + i) % n].try_lock() {
+                return guard;
+            }
+        }
+        self.readers[start % n]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl SqliteStore {
@@ -117,8 +146,26 @@ impl SqliteStore {
         migrate(&mut conn)?;
         // Every statement the store runs is prepared once and kept.
         conn.set_prepared_statement_cache_capacity(128);
+        let readers = (0..READERS)
+            .map(|_| {
+                let r = Connection::open_with_flags(
+                    &path,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| map_err("open", e))?;
+                r.execute_batch("PRAGMA busy_timeout = 5000;")
+                    .map_err(|e| map_err("open", e))?;
+                r.set_prepared_statement_cache_capacity(128);
+                Ok(Mutex::new(r))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(Connections {
+                writer: Mutex::new(conn),
+                readers,
+                next: Default::default(),
+            }),
             path,
         })
     }
@@ -130,7 +177,7 @@ impl SqliteStore {
 
     /// The schema version the file is at.
     pub fn schema_version(&self) -> Result<u32, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let conn = self.conn.writer.lock().unwrap_or_else(|e| e.into_inner());
         schema_version(&conn)
     }
 
@@ -173,9 +220,12 @@ impl SqliteStore {
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let conns = self.conn.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let mut conn = match behavior {
+                rusqlite::TransactionBehavior::Deferred => conns.reader(),
+                _ => conns.writer.lock().unwrap_or_else(|e| e.into_inner()),
+            };
             let tx = conn
                 .transaction_with_behavior(behavior)
                 .map_err(|e| map_err(op, e))?;
@@ -291,6 +341,17 @@ fn execute(
     tx.prepare_cached(sql)
         .and_then(|mut stmt| stmt.execute(params))
         .map_err(|e| map_err(op, e))
+}
+
+/// The least string above every string that starts with `prefix`, in
+/// SQLite's byte order (which is code point order for UTF-8); `None` when
+/// the last character has no successor.
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    let last = chars.pop()?;
+    let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32)?;
+    chars.push(next);
+    Some(chars.into_iter().collect())
 }
 
 fn clamp(n: u64) -> i64 {
@@ -1169,7 +1230,9 @@ impl ItemRepo for SqliteStore {
             query_all(
                 tx,
                 "list_children",
-                "SELECT body FROM items WHERE repo = ?1 AND folder = ?2 ORDER BY path",
+                // `+path`: sort the folder's rows, rather than let the
+                // ordering pick the (repo, path) key and read the whole repository.
+                "SELECT body FROM items WHERE repo = ?1 AND folder = ?2 ORDER BY +path",
                 [repo, folder],
             )
         })
@@ -1233,8 +1296,23 @@ impl ItemRepo for SqliteStore {
             // since the plan is chosen before the parameters are known.
             let mut sql = String::from("SELECT i.body FROM items i WHERE 1");
             let mut args: Vec<String> = Vec::new();
+            // The planner has no statistics, and left alone it serves the
+            // ORDER BY from the (repo, path) key, reading a whole repository
+            // to return a few rows. With a selective constraint, a unary `+`
+            // keeps the ordering (and the repository, unless a folder pairs
+            // with it in an index) from choosing the index; the few
+            // candidates are sorted instead.
+            let selective = hint.name.is_some()
+                || hint.name_prefix.is_some()
+                || hint.sha256.is_some()
+                || hint.prop.is_some();
+            let repo_column = if selective && hint.folder.is_none() {
+                "+i.repo"
+            } else {
+                "i.repo"
+            };
             let equal = [
-                ("i.repo", hint.repo.as_ref().map(|r| r.to_string())),
+                (repo_column, hint.repo.as_ref().map(|r| r.to_string())),
                 ("i.folder", hint.folder.clone()),
                 ("i.name", hint.name.clone()),
                 ("i.sha256", hint.sha256.map(|d| d.to_hex())),
@@ -1245,6 +1323,18 @@ impl ItemRepo for SqliteStore {
                     sql += &format!(" AND {column} = ?{}", args.len());
                 }
             }
+            // A prefix as a range, which the name index serves: every name
+            // starting with `p` sorts in [p, p with its last character + 1).
+            if let Some(p) = &hint.name_prefix
+                && let Some(end) = prefix_end(p)
+            {
+                args.extend([p.clone(), end]);
+                sql += &format!(
+                    " AND i.name >= ?{} AND i.name < ?{}",
+                    args.len() - 1,
+                    args.len()
+                );
+            }
             if let Some((key, value)) = &hint.prop {
                 args.extend([key.clone(), value.clone()]);
                 sql += &format!(
@@ -1253,7 +1343,11 @@ impl ItemRepo for SqliteStore {
                     args.len()
                 );
             }
-            sql += " ORDER BY i.repo, i.path";
+            sql += if selective || hint.folder.is_some() {
+                " ORDER BY +i.repo, +i.path"
+            } else {
+                " ORDER BY i.repo, i.path"
+            };
             query_all(tx, OP, &sql, rusqlite::params_from_iter(args))
         })
         .await
@@ -1314,5 +1408,25 @@ impl ItemRepo for SqliteStore {
             .await?;
         waybill_core::artifact::sort_builds(&mut builds);
         Ok(builds)
+    }
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::prefix_end;
+
+    #[test]
+    fn prefix_ends_bound_exactly_the_names_that_start_with_the_prefix() {
+        assert_eq!(prefix_end("lib0").as_deref(), Some("lib1"));
+        assert_eq!(prefix_end("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(prefix_end("x\u{10FFFF}"), None);
+        assert_eq!(prefix_end(""), None);
+        let end = prefix_end("lib0").unwrap();
+        for name in ["lib0", "lib0.jar", "lib0\u{10FFFF}"] {
+            assert!(name >= "lib0" && name < end.as_str(), "{name}");
+        }
+        for name in ["lib", "lib1", "lia"] {
+            assert!(!(name >= "lib0" && name < end.as_str()), "{name}");
+        }
     }
 }

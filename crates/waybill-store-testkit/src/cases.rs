@@ -943,6 +943,36 @@ pub async fn find_items_honours_every_hint(open: &Opener) {
         ),
         (
             ItemHint {
+                name_prefix: Some("ap".into()),
+                ..Default::default()
+            },
+            vec!["r1/x/app.jar", "r2/x/app.jar"],
+        ),
+        (
+            ItemHint {
+                repo: Some(rkey("r2")),
+                name_prefix: Some("lib.jar".into()),
+                ..Default::default()
+            },
+            vec!["r2/y/lib.jar"],
+        ),
+        // Case-sensitive, like `$match`, and not a substring match.
+        (
+            ItemHint {
+                name_prefix: Some("App".into()),
+                ..Default::default()
+            },
+            vec![],
+        ),
+        (
+            ItemHint {
+                name_prefix: Some("jar".into()),
+                ..Default::default()
+            },
+            vec![],
+        ),
+        (
+            ItemHint {
                 sha256: Some(sha_a),
                 repo: Some(rkey("r1")),
                 ..Default::default()

@@ -651,6 +651,20 @@ impl Criterion {
                     Field::Sha256 => hint.sha256 = Sha256::parse_hex(v).ok().or(hint.sha256),
                     _ => {}
                 },
+                Criterion::Field {
+                    field: Field::Name,
+                    op: Op::Match,
+                    operand: OperandBox(Operand::Pattern(p)),
+                } => {
+                    let literal: String = p
+                        .as_str()
+                        .chars()
+                        .take_while(|c| !matches!(c, '*' | '?'))
+                        .collect();
+                    if !literal.is_empty() {
+                        hint.name_prefix = Some(literal);
+                    }
+                }
                 Criterion::Prop {
                     key,
                     op: Op::Eq,
@@ -675,6 +689,9 @@ pub struct ItemHint {
     pub folder: Option<String>,
     /// `name` equals this.
     pub name: Option<String>,
+    /// `name` starts with this (a case-sensitive `$match` with a literal
+    /// start); a store may turn it into an index range.
+    pub name_prefix: Option<String>,
     /// `sha256` equals this.
     pub sha256: Option<Sha256>,
     /// The property has this value.

@@ -263,6 +263,15 @@ fn hints_name_the_equalities_every_match_has() {
     // The file-only default does not hide them.
     let q = Query::parse(r#"items.find({"repo":"libs"})"#).unwrap();
     assert_eq!(q.criteria.hint().repo.unwrap().as_str(), "libs");
+    // A `$match` with a literal start gives a prefix; one that starts
+    // with a wildcard, or `$nmatch`, gives none.
+    let prefix = |aql: &str| Query::parse(aql).unwrap().criteria.hint().name_prefix;
+    assert_eq!(
+        prefix(r#"items.find({"name":{"$match":"lib-1.?.jar"}})"#).as_deref(),
+        Some("lib-1.")
+    );
+    assert_eq!(prefix(r#"items.find({"name":{"$match":"*.jar"}})"#), None);
+    assert_eq!(prefix(r#"items.find({"name":{"$nmatch":"lib*"}})"#), None);
     // Alternatives give no constraint.
     let q = Query::parse(r#"items.find({"$or":[{"repo":"a"},{"repo":"b"}]})"#).unwrap();
     assert_eq!(q.criteria.hint(), ItemHint::default());
