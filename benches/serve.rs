@@ -2,8 +2,9 @@
 //! (default 32) keep-alive connections, one request type at a time.
 //!
 //! Every request type is reported as req/s, p50 and p99, and as a ratio to
-//! `GET system/ping` measured in the same run: absolute figures on these
-//! machines move by a third with whatever else runs, ratios much less.
+//! `GET system/ping` measured in the same run, right before and after it:
+//! absolute figures on these machines move by a third with whatever else
+//! runs, ratios much less.
 //!
 //! The driver is a minimal HTTP/1.1 client over tokio sockets, in this
 //! process, so it costs the same for every row, baseline included. Each row
@@ -352,35 +353,55 @@ async fn main() {
         .trim_end_matches('/')
         .to_string();
 
+    // Ping runs before the first row and after every row, and each row is
+    // compared with the pings either side of it: on a machine whose speed
+    // drifts during the run, a baseline measured once, at the start, would
+    // skew every later ratio.
+    let ping = &probes[0];
+    let mut pings = vec![drive(&addr, ping, connections, secs).await];
     let mut rows = Vec::new();
-    for (i, probe) in probes.iter().enumerate() {
-        // Ping always runs: every other row is a ratio to it.
-        if i > 0 && filter.as_deref().is_some_and(|f| !probe.label.contains(f)) {
+    for probe in probes.iter().skip(1) {
+        if filter.as_deref().is_some_and(|f| !probe.label.contains(f)) {
             continue;
         }
         let row = drive(&addr, probe, connections, secs).await;
+        pings.push(drive(&addr, ping, connections, secs).await);
+        let baseline = (pings[pings.len() - 2].rate() + pings[pings.len() - 1].rate()) / 2.0;
         eprintln!(
-            "serve: {}: {:.0} req/s, p50 {}, p99 {}",
+            "serve: {}: {:.0} req/s ({:.2}× ping at {baseline:.0}), p50 {}, p99 {}",
             row.label,
             row.rate(),
+            row.rate() / baseline,
             ms(row.p50),
             ms(row.p99)
         );
-        rows.push((probe.throughput, row));
+        rows.push((probe.throughput, row, baseline));
     }
-    let ping = rows[0].1.rate();
+    let mut by_rate: Vec<&Row> = pings.iter().collect();
+    by_rate.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    let median = by_rate[by_rate.len() / 2];
     let mut report = format!(
         "Load: one hub ({store}) on loopback, {connections} keep-alive connections, \
-         {secs} s per row after a 0.5 s warm-up; the driver runs in the bench process.\n\n\
+         {secs} s per row after a 0.5 s warm-up; the driver runs in the bench process. \
+         Ping ran {} times, before the first row and after each; a row's ratio is to \
+         the mean of the pings either side of it.\n\n\
          | request | req/s | ratio to ping | p50 | p99 | throughput |\n\
-         |---|---|---|---|---|---|\n"
+         |---|---|---|---|---|---|\n",
+        pings.len()
     );
-    for (throughput, row) in &rows {
+    report += &format!(
+        "| {} (median of the pings) | {:.0} | 1.00× | {} | {} | - |\n",
+        median.label,
+        median.rate(),
+        ms(median.p50),
+        ms(median.p99)
+    );
+    for (throughput, row, baseline) in &rows {
         report += &format!(
             "| {} | {:.0} | {:.2}× | {} | {} | {} |\n",
             row.label,
             row.rate(),
-            row.rate() / ping,
+            row.rate() / baseline,
             ms(row.p50),
             ms(row.p99),
             if *throughput {

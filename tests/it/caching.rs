@@ -377,3 +377,47 @@ async fn a_deleted_repository_is_not_remembered() {
         assert_eq!(info(&hub).await.unwrap().status(), StatusCode::NOT_FOUND);
     }
 }
+
+#[tokio::test]
+async fn small_files_from_memory_answer_exactly_what_the_disk_holds() {
+    for store in crate::support::stores() {
+        let hub = Hub::start(store);
+        hub.create_repo("libs").await;
+        let data = crate::support::content(1000, 42);
+        hub.deploy("libs/s.bin", data.clone()).await;
+        // Twice each: the first read fills the cache, the second hits it.
+        for _ in 0..2 {
+            let res = hub.req(Method::GET, "libs/s.bin").send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(res.bytes().await.unwrap().as_ref(), data.as_slice());
+            for (range, from, to) in [
+                ("bytes=0-0", 0usize, 1usize),
+                ("bytes=990-", 990, 1000),
+                ("bytes=-7", 993, 1000),
+                ("bytes=100-199", 100, 200),
+            ] {
+                let res = hub
+                    .req(Method::GET, "libs/s.bin")
+                    .header("Range", range)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+                assert_eq!(
+                    res.bytes().await.unwrap().as_ref(),
+                    &data[from..to],
+                    "{store} {range}"
+                );
+            }
+        }
+        // Replaced at the same path: the new content; deleted: 404.
+        let other = crate::support::content(1000, 43);
+        hub.deploy("libs/s.bin", other.clone()).await;
+        let res = hub.req(Method::GET, "libs/s.bin").send().await.unwrap();
+        assert_eq!(res.bytes().await.unwrap().as_ref(), other.as_slice());
+        let res = hub.req(Method::DELETE, "libs/s.bin").send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        let res = hub.req(Method::GET, "libs/s.bin").send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{store}");
+    }
+}

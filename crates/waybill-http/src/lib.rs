@@ -32,6 +32,7 @@ pub mod renders;
 mod security;
 pub mod server;
 mod sites;
+pub mod small_blobs;
 pub mod source;
 pub mod stats;
 mod support_bundle;
@@ -76,6 +77,8 @@ pub struct AppState {
     pub renders: renders::Renders,
     /// Repositories read before (see `source::Repositories`).
     pub repos: source::Repositories,
+    /// Small files' content (see `small_blobs`).
+    pub small_blobs: small_blobs::SmallBlobs,
 }
 
 impl AppState {
@@ -100,6 +103,7 @@ impl AppState {
             downloads: stats::Downloads::default(),
             renders: renders::Renders::default(),
             repos: source::Repositories::default(),
+            small_blobs: small_blobs::SmallBlobs::default(),
         }
     }
 }

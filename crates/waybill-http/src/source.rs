@@ -702,28 +702,21 @@ async fn download(
     }
     let body = if method == Method::HEAD || len == 0 {
         Body::empty()
+    } else if size <= crate::small_blobs::MAX_FILE {
+        // Small: the whole content, from memory when it was read before.
+        let whole = match state.small_blobs.get(&sums.sha256) {
+            Some(hit) => hit,
+            None => {
+                let read = read_whole(&state, &sums.sha256, 0, size).await?;
+                state.small_blobs.put(sums.sha256, read.clone());
+                read
+            }
+        };
+        Body::from(whole.slice(start as usize..=end as usize))
     } else if len <= WHOLE_BODY_MAX {
         // Read at once: one blocking call, a 500 rather than a cut-off body
         // on failure, and hyper sends head and body in one write.
-        let bytes = state
-            .blobs
-            .read_range(&sums.sha256, start, len)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, digest = %sums.sha256, "reading blob");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the content could not be read",
-                )
-            })?;
-        if bytes.len() as u64 != len {
-            tracing::error!(digest = %sums.sha256, "blob shorter than its record");
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the stored content is shorter than its record",
-            ));
-        }
-        Body::from(bytes)
+        Body::from(read_whole(&state, &sums.sha256, start, len).await?)
     } else {
         let blobs = state.blobs.clone();
         let digest = sums.sha256;
@@ -760,6 +753,34 @@ async fn download(
     builder
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `len` bytes of a blob from `start`, all of them or a 500.
+async fn read_whole(
+    state: &AppState,
+    digest: &waybill_core::digest::Sha256,
+    start: u64,
+    len: u64,
+) -> Result<Bytes, ApiError> {
+    let bytes = state
+        .blobs
+        .read_range(digest, start, len)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, %digest, "reading blob");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the content could not be read",
+            )
+        })?;
+    if bytes.len() as u64 != len {
+        tracing::error!(%digest, "blob shorter than its record");
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the stored content is shorter than its record",
+        ));
+    }
+    Ok(Bytes::from(bytes))
 }
 
 fn hv(s: &str) -> HeaderValue {
