@@ -8,7 +8,8 @@
 //!
 //! The driver is a minimal HTTP/1.1 client over tokio sockets, in this
 //! process, so it costs the same for every row, baseline included. Each row
-//! runs `WAYBILL_LOAD_SECS` seconds (default 3) after a short warm-up.
+//! runs `WAYBILL_LOAD_SECS` seconds (default 3) after a short warm-up, in
+//! `WAYBILL_LOAD_ROUNDS` rounds (default 3), and the medians are reported.
 //! `WAYBILL_LOAD_STORE` picks the hub's store (default `sqlite`).
 //!
 //! Prints a markdown table and writes it to `target/bench-serve.md`.
@@ -139,6 +140,7 @@ impl Conn {
     }
 }
 
+#[derive(Clone)]
 struct Row {
     label: String,
     requests: usize,
@@ -333,6 +335,7 @@ async fn main() {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with("--"));
     let connections = env_parse("WAYBILL_LOAD_CONNECTIONS", 32usize);
     let secs = env_parse("WAYBILL_LOAD_SECS", 3.0f64);
+    let rounds = env_parse("WAYBILL_LOAD_ROUNDS", 3usize).max(1);
     let store = std::env::var("WAYBILL_LOAD_STORE").unwrap_or_else(|_| "sqlite".into());
 
     let dir = tempfile::tempdir().unwrap();
@@ -356,56 +359,69 @@ async fn main() {
     // Ping runs before the first row and after every row, and each row is
     // compared with the pings either side of it: on a machine whose speed
     // drifts during the run, a baseline measured once, at the start, would
-    // skew every later ratio.
+    // skew every later ratio. The whole sequence runs `rounds` times and
+    // every figure reported is the median over the rounds.
     let ping = &probes[0];
-    let mut pings = vec![drive(&addr, ping, connections, secs).await];
-    let mut rows = Vec::new();
-    for probe in probes.iter().skip(1) {
-        if filter.as_deref().is_some_and(|f| !probe.label.contains(f)) {
-            continue;
+    let chosen: Vec<&Probe> = probes
+        .iter()
+        .skip(1)
+        .filter(|p| filter.as_deref().is_none_or(|f| p.label.contains(f)))
+        .collect();
+    let mut ping_rows: Vec<Row> = Vec::new();
+    let mut results: Vec<Vec<(Row, f64)>> = vec![Vec::new(); chosen.len()];
+    for round in 0..rounds {
+        let mut last = drive(&addr, ping, connections, secs).await;
+        for (i, probe) in chosen.iter().enumerate() {
+            let row = drive(&addr, probe, connections, secs).await;
+            let next = drive(&addr, ping, connections, secs).await;
+            let ratio = row.rate() / ((last.rate() + next.rate()) / 2.0);
+            eprintln!(
+                "serve: round {round}: {}: {:.0} req/s ({ratio:.2}× ping), p50 {}, p99 {}",
+                row.label,
+                row.rate(),
+                ms(row.p50),
+                ms(row.p99)
+            );
+            results[i].push((row, ratio));
+            ping_rows.push(std::mem::replace(&mut last, next));
         }
-        let row = drive(&addr, probe, connections, secs).await;
-        pings.push(drive(&addr, ping, connections, secs).await);
-        let baseline = (pings[pings.len() - 2].rate() + pings[pings.len() - 1].rate()) / 2.0;
-        eprintln!(
-            "serve: {}: {:.0} req/s ({:.2}× ping at {baseline:.0}), p50 {}, p99 {}",
-            row.label,
-            row.rate(),
-            row.rate() / baseline,
-            ms(row.p50),
-            ms(row.p99)
-        );
-        rows.push((probe.throughput, row, baseline));
+        ping_rows.push(last);
     }
-    let mut by_rate: Vec<&Row> = pings.iter().collect();
-    by_rate.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
-    let median = by_rate[by_rate.len() / 2];
+    let median = |mut xs: Vec<f64>| {
+        xs.sort_by(f64::total_cmp);
+        xs[xs.len() / 2]
+    };
     let mut report = format!(
         "Load: one hub ({store}) on loopback, {connections} keep-alive connections, \
          {secs} s per row after a 0.5 s warm-up; the driver runs in the bench process. \
-         Ping ran {} times, before the first row and after each; a row's ratio is to \
-         the mean of the pings either side of it.\n\n\
+         {rounds} rounds; in each, ping ran before the first row and after every row, \
+         and a row's ratio is to the mean of the pings either side of it. \
+         Every figure is the median over the rounds.\n\n\
          | request | req/s | ratio to ping | p50 | p99 | throughput |\n\
-         |---|---|---|---|---|---|\n",
-        pings.len()
+         |---|---|---|---|---|---|\n"
     );
+    let ms_of = |d: f64| format!("{d:.2} ms");
     report += &format!(
-        "| {} (median of the pings) | {:.0} | 1.00× | {} | {} | - |\n",
-        median.label,
-        median.rate(),
-        ms(median.p50),
-        ms(median.p99)
+        "| {} | {:.0} | 1.00× | {} | {} | - |\n",
+        ping.label,
+        median(ping_rows.iter().map(Row::rate).collect()),
+        ms_of(median(ping_rows.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect())),
+        ms_of(median(ping_rows.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect())),
     );
-    for (throughput, row, baseline) in &rows {
+    for (probe, runs) in chosen.iter().zip(&results) {
+        let of = |f: &dyn Fn(&(Row, f64)) -> f64| median(runs.iter().map(f).collect());
         report += &format!(
             "| {} | {:.0} | {:.2}× | {} | {} | {} |\n",
-            row.label,
-            row.rate(),
-            row.rate() / baseline,
-            ms(row.p50),
-            ms(row.p99),
-            if *throughput {
-                format!("{:.2} GB/s", row.bytes as f64 / row.secs / 1e9)
+            probe.label,
+            of(&|(r, _)| r.rate()),
+            of(&|(_, ratio)| *ratio),
+            ms_of(of(&|(r, _)| r.p50.as_secs_f64() * 1e3)),
+            ms_of(of(&|(r, _)| r.p99.as_secs_f64() * 1e3)),
+            if probe.throughput {
+                format!(
+                    "{:.2} GB/s",
+                    of(&|(r, _)| r.bytes as f64 / r.secs / 1e9)
+                )
             } else {
                 "-".into()
             }
