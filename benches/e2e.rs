@@ -25,7 +25,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::json;
 use support::{Hub, Launch, Server};
 
-const PASSPHRASE: &str = "correct horse battery staple";
 const PLACES: [(&str, &str); 3] = [("Frankfurt", "DE"), ("München", "DE"), ("New York", "US")];
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -92,17 +91,12 @@ async fn edges(hub: &Hub, round: usize) -> Vec<Edge> {
 }
 
 async fn create_signed(hub: &Hub, version: &str) {
-    let body = json!({"name": "e2e", "version": version, "sign_immediately": true,
+    hub.create_bundle(
+        &json!({"name": "e2e", "version": version, "sign_immediately": true,
         "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\",\"type\":\"file\"})",
-                              "mappings": [{"input": "^libs/(.*)$", "output": "prod/$1"}]}]}});
-    let res = hub
-        .dist_api(Method::POST, "release_bundle")
-        .header("X-Gpg-Passphrase", PASSPHRASE)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+                              "mappings": [{"input": "^libs/(.*)$", "output": "prod/$1"}]}]}}),
+    )
+    .await;
 }
 
 struct Run {

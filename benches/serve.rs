@@ -28,7 +28,6 @@ use support::{ADMIN_PW, Hub, Launch};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-const PASSPHRASE: &str = "correct horse battery staple";
 const ARTIFACTS: usize = 100;
 
 fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -232,16 +231,11 @@ async fn prepare(hub: &Hub) -> Vec<Probe> {
     );
     // Twelve versions, so the first page of the listing is full.
     for v in 1..=12 {
-        let body = json!({"name": "app", "version": format!("1.0.{v}"), "sign_immediately": true,
-            "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\",\"path\":\"app\"})"}]}});
-        let res = hub
-            .dist_api(Method::POST, "release_bundle")
-            .header("X-Gpg-Passphrase", PASSPHRASE)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+        hub.create_bundle(
+            &json!({"name": "app", "version": format!("1.0.{v}"), "sign_immediately": true,
+            "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\",\"path\":\"app\"})"}]}}),
+        )
+        .await;
     }
     let res = hub
         .dist_api(Method::POST, "security/token")
@@ -405,8 +399,18 @@ async fn main() {
         "| {} | {:.0} | 1.00× | {} | {} | - |\n",
         ping.label,
         median(ping_rows.iter().map(Row::rate).collect()),
-        ms_of(median(ping_rows.iter().map(|r| r.p50.as_secs_f64() * 1e3).collect())),
-        ms_of(median(ping_rows.iter().map(|r| r.p99.as_secs_f64() * 1e3).collect())),
+        ms_of(median(
+            ping_rows
+                .iter()
+                .map(|r| r.p50.as_secs_f64() * 1e3)
+                .collect()
+        )),
+        ms_of(median(
+            ping_rows
+                .iter()
+                .map(|r| r.p99.as_secs_f64() * 1e3)
+                .collect()
+        )),
     );
     for (probe, runs) in chosen.iter().zip(&results) {
         let of = |f: &dyn Fn(&(Row, f64)) -> f64| median(runs.iter().map(f).collect());
@@ -418,10 +422,7 @@ async fn main() {
             ms_of(of(&|(r, _)| r.p50.as_secs_f64() * 1e3)),
             ms_of(of(&|(r, _)| r.p99.as_secs_f64() * 1e3)),
             if probe.throughput {
-                format!(
-                    "{:.2} GB/s",
-                    of(&|(r, _)| r.bytes as f64 / r.secs / 1e9)
-                )
+                format!("{:.2} GB/s", of(&|(r, _)| r.bytes as f64 / r.secs / 1e9))
             } else {
                 "-".into()
             }

@@ -7,8 +7,6 @@ use serde_json::{Value, json};
 
 use crate::support::{ADMIN_PW, Hub};
 
-const PASSPHRASE: &str = "correct horse battery staple";
-
 /// GET `/distribution/api/v1/{path}` with `auth` applied; the status.
 async fn get_as(
     hub: &Hub,
@@ -40,6 +38,18 @@ async fn admin_delete(hub: &Hub, path: &str) -> StatusCode {
         .await
         .unwrap()
         .status()
+}
+
+/// `GET release_bundle` as the user `dev`.
+async fn dev_listing(hub: &Hub) -> Value {
+    let res = hub
+        .http
+        .get(hub.server.url("/distribution/api/v1/release_bundle"))
+        .basic_auth("dev", Some("dev-password-2"))
+        .send()
+        .await
+        .unwrap();
+    hub.json(res).await.1
 }
 
 #[tokio::test]
@@ -134,16 +144,7 @@ async fn remembered_credentials_and_permissions_follow_every_security_write() {
         hub.upload_key().await;
         hub.create_repo("libs").await;
         hub.deploy("libs/a.bin", b"cached".to_vec()).await;
-        let body = json!({"name": "app", "version": "1", "sign_immediately": true,
-            "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\"})"}]}});
-        let res = hub
-            .dist_api(Method::POST, "release_bundle")
-            .header("X-Gpg-Passphrase", PASSPHRASE)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::CREATED);
+        create(&hub, "1", "", true).await;
         let grant = json!({"name": "read-app", "resource_type": "release_bundle",
             "release_bundles": {"include_patterns": ["app"]},
             "principals": {"groups": {"devs": ["r"]}}});
@@ -183,14 +184,7 @@ async fn remembered_credentials_and_permissions_follow_every_security_write() {
             StatusCode::OK
         );
         // The non-admin listing is permission-dependent too.
-        let res = hub
-            .http
-            .get(hub.server.url("/distribution/api/v1/release_bundle"))
-            .basic_auth("dev", Some("dev-password-2"))
-            .send()
-            .await
-            .unwrap();
-        let (_, list) = hub.json(res).await;
+        let list = dev_listing(&hub).await;
         assert_eq!(list.as_array().unwrap().len(), 1, "{store}: {list}");
         assert_eq!(
             admin_delete(&hub, "security/permissions/read-app").await,
@@ -201,14 +195,7 @@ async fn remembered_credentials_and_permissions_follow_every_security_write() {
             StatusCode::FORBIDDEN,
             "{store}: the permission was deleted"
         );
-        let res = hub
-            .http
-            .get(hub.server.url("/distribution/api/v1/release_bundle"))
-            .basic_auth("dev", Some("dev-password-2"))
-            .send()
-            .await
-            .unwrap();
-        let (_, list) = hub.json(res).await;
+        let list = dev_listing(&hub).await;
         assert_eq!(list, json!([]), "{store}: the listing lost it too");
 
         // A lockout starts while the password is remembered: it holds.
@@ -247,18 +234,14 @@ async fn remembered_credentials_and_permissions_follow_every_security_write() {
     }
 }
 
+/// Version `version` of bundle `app`, gathering repository `libs`.
 async fn create(hub: &Hub, version: &str, description: &str, sign: bool) {
-    let body = json!({"name": "app", "version": version, "sign_immediately": sign,
+    hub.create_bundle(
+        &json!({"name": "app", "version": version, "sign_immediately": sign,
         "description": description,
-        "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\"})"}]}});
-    let res = hub
-        .dist_api(Method::POST, "release_bundle")
-        .header("X-Gpg-Passphrase", PASSPHRASE)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+        "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\"})"}]}}),
+    )
+    .await;
 }
 
 async fn read(hub: &Hub, path: &str) -> (StatusCode, String) {
@@ -333,7 +316,7 @@ async fn rendered_versions_and_listings_follow_every_version_write() {
         assert!(all.contains("edited"), "{store}: {all}");
         let res = hub
             .dist_api(Method::POST, "release_bundle/app/2/sign")
-            .header("X-Gpg-Passphrase", PASSPHRASE)
+            .header("X-Gpg-Passphrase", crate::support::FIXTURE_PASSPHRASE)
             .send()
             .await
             .unwrap();

@@ -9,20 +9,13 @@ use serde_json::{Value, json};
 
 use crate::support::Hub;
 
-const PASSPHRASE: &str = "correct horse battery staple";
-
 async fn create(hub: &Hub, name: &str, version: &str, sign: bool) {
-    let body = json!({"name": name, "version": version, "sign_immediately": sign,
+    hub.create_bundle(
+        &json!({"name": name, "version": version, "sign_immediately": sign,
         "description": format!("{name} {version}"),
-        "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\"})"}]}});
-    let res = hub
-        .dist_api(Method::POST, "release_bundle")
-        .header("X-Gpg-Passphrase", PASSPHRASE)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
+        "spec": {"queries": [{"aql": "items.find({\"repo\":\"libs\"})"}]}}),
+    )
+    .await;
 }
 
 async fn sources(hub: &Hub) -> Value {

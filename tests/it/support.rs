@@ -176,6 +176,9 @@ pub fn client() -> reqwest::Client {
 
 pub const ADMIN_PW: &str = "admin-pw-for-tests";
 
+/// The passphrase of the protected key fixtures.
+pub const FIXTURE_PASSPHRASE: &str = "correct horse battery staple";
+
 pub fn stores() -> Vec<&'static str> {
     let mut s = vec!["sqlite"];
     if cfg!(feature = "sled") {
@@ -260,6 +263,19 @@ impl Hub {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
+    }
+
+    /// Creates a release bundle version as the admin, unlocking the
+    /// fixture key with its passphrase; panics unless it answers 201.
+    pub async fn create_bundle(&self, body: &Value) {
+        let res = self
+            .dist_api(reqwest::Method::POST, "release_bundle")
+            .header("X-Gpg-Passphrase", FIXTURE_PASSPHRASE)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED, "{:?}", res.text().await);
     }
 
     /// `POST /mc/api/v1/jpds` as the admin: registers an edge.
