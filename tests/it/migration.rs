@@ -176,7 +176,16 @@ async fn bundles_move_between_hubs_with_the_same_signed_bytes() {
             .unwrap();
         key.1 = crate::support::key_fixture("rsa2048-plain.pub.asc").into_bytes();
         let wrong_key = rezip(&wrong_key);
+        // Outside the signed bytes, but checked as a create would check them.
+        let system_storing = tampered(&archive, "versions/000001.json", |v| {
+            v["storing_repository"] = json!("support-bundles")
+        });
+        let escaping_target = tampered(&archive, "versions/000003.json", |v| {
+            v["artifacts"][0]["target_repo_path"] = json!("../escape.bin")
+        });
         for (what, bad) in [
+            ("a system storing repository", system_storing),
+            ("a target outside any repository", escaping_target),
             ("content changed", described),
             ("JWS signature changed", jws),
             ("state without signature", unsigned_but_signed_state),

@@ -178,7 +178,7 @@ async fn storing_key(state: &AppState, raw: Option<String>) -> Result<Option<Rep
 
 /// 400 unless `key` is absent (it will be created as a release-bundles
 /// repository) or already is one.
-async fn check_storing(state: &AppState, key: &RepoKey) -> Result<(), ApiError> {
+pub(crate) async fn check_storing(state: &AppState, key: &RepoKey) -> Result<(), ApiError> {
     let system = crate::source::RESERVED_REPOS
         .iter()
         .filter(|r| **r != ReleaseBundleVersion::DEFAULT_STORING_REPOSITORY)

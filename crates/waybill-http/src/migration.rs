@@ -327,6 +327,7 @@ fn check_archive(bytes: Bytes, own: &str) -> Result<Checked, ApiError> {
                 "{label} is in the archive twice"
             )));
         }
+        check_content(&v).map_err(|why| ApiError::bad_request(format!("{label}: {why}")))?;
         match (&v.signature, v.state) {
             (None, VersionState::Open) => {}
             (None, state) => {
@@ -376,6 +377,29 @@ fn check_archive(bytes: Bytes, own: &str) -> Result<Checked, ApiError> {
         versions,
         keys: keys.into_iter().collect(),
     })
+}
+
+/// What a version made here would have to satisfy: an archive is checked
+/// as strictly as a create, signed or not (an admin's own key signs anything).
+fn check_content(v: &ReleaseBundleVersion) -> Result<(), String> {
+    use waybill_core::gather::limits::{DESCRIPTION_BYTES, RELEASE_NOTES_BYTES};
+    waybill_core::gather::check_spec(&v.spec).map_err(|e| e.to_string())?;
+    if v.description.len() > DESCRIPTION_BYTES {
+        return Err(format!("the description is over {DESCRIPTION_BYTES} bytes"));
+    }
+    if v.release_notes
+        .as_ref()
+        .is_some_and(|n| n.content.len() > RELEASE_NOTES_BYTES)
+    {
+        return Err(format!(
+            "the release notes are over {RELEASE_NOTES_BYTES} bytes"
+        ));
+    }
+    for a in &v.artifacts {
+        waybill_core::gather::check_target(&a.target_repo_path)
+            .map_err(|why| format!("artifact {}: {why}", a.target_repo_path))?;
+    }
+    Ok(())
 }
 
 /// Whether `a` and `b` are the same version as far as an import cares:
@@ -434,6 +458,11 @@ pub(crate) async fn import(
     let mut fresh = Vec::new();
     let mut present = 0;
     for v in &checked.versions {
+        let storing = waybill_core::artifact::RepoKey::parse(v.storing_repository.clone())
+            .map_err(|e| {
+                ApiError::bad_request(format!("{}: storing_repository: {e}", v.label()))
+            })?;
+        crate::bundles::check_storing(&state, &storing).await?;
         match state.store.get_version(&v.name, &v.version).await? {
             Some(existing) if same(&existing, v) => present += 1,
             Some(_) => {
