@@ -40,6 +40,13 @@ async fn admin_delete(hub: &Hub, path: &str) -> StatusCode {
         .status()
 }
 
+/// The access token a token request answers with (201).
+async fn mint(hub: &Hub, req: reqwest::RequestBuilder) -> String {
+    let (status, t) = hub.json(req.send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    t["access_token"].as_str().unwrap().to_string()
+}
+
 /// `GET release_bundle` as the user `dev`.
 async fn dev_listing(hub: &Hub) -> Value {
     let res = hub
@@ -87,16 +94,13 @@ async fn remembered_credentials_and_permissions_follow_every_security_write() {
         );
 
         // A token, remembered, then revoked.
-        let res = hub
-            .dist_api(Method::POST, "security/token")
-            .basic_auth("dev", Some("dev-password-2"))
-            .form(&[("username", "dev")])
-            .send()
-            .await
-            .unwrap();
-        let (status, t) = hub.json(res).await;
-        assert_eq!(status, StatusCode::CREATED, "{t}");
-        let jwt = t["access_token"].as_str().unwrap().to_string();
+        let jwt = mint(
+            &hub,
+            hub.dist_api(Method::POST, "security/token")
+                .basic_auth("dev", Some("dev-password-2"))
+                .form(&[("username", "dev")]),
+        )
+        .await;
         let bearer = |r: reqwest::RequestBuilder| r.bearer_auth(&jwt);
         assert_eq!(get_as(&hub, listing, bearer).await, StatusCode::OK);
         let res = hub
@@ -211,15 +215,12 @@ async fn remembered_credentials_and_permissions_follow_every_security_write() {
         );
 
         // A user, remembered, then deleted.
-        let res = hub
-            .dist_api(Method::POST, "security/token")
-            .form(&[("username", "dev"), ("scope", "applied-permissions/user")])
-            .send()
-            .await
-            .unwrap();
-        let (status, t) = hub.json(res).await;
-        assert_eq!(status, StatusCode::CREATED, "{t}");
-        let jwt = t["access_token"].as_str().unwrap().to_string();
+        let jwt = mint(
+            &hub,
+            hub.dist_api(Method::POST, "security/token")
+                .form(&[("username", "dev"), ("scope", "applied-permissions/user")]),
+        )
+        .await;
         let bearer = |r: reqwest::RequestBuilder| r.bearer_auth(&jwt);
         assert_eq!(get_as(&hub, listing, bearer).await, StatusCode::OK);
         assert_eq!(

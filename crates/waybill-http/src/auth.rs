@@ -299,20 +299,16 @@ impl Authenticator {
         self.epoch.change()
     }
 
-    fn epoch(&self) -> u64 {
-        self.epoch.now()
-    }
-
-    /// The security epoch, for caches whose answers depend on permissions.
+    /// The security epoch, also for caches whose answers depend on permissions.
     pub(crate) fn security_epoch(&self) -> u64 {
-        self.epoch()
+        self.epoch.now()
     }
 
     /// Every stored permission, read from the store only after a change.
     pub(crate) async fn permissions(&self) -> Result<Arc<Vec<Permission>>, ApiError> {
         // Read before the store, so a change racing this read makes the
         // entry stale rather than wrong.
-        let epoch = self.epoch();
+        let epoch = self.security_epoch();
         if let Some((at, perms)) = &*self.permissions.lock().unwrap_or_else(|e| e.into_inner())
             && *at == epoch
         {
@@ -333,7 +329,7 @@ impl Authenticator {
         let (principal, password) = {
             let proven = self.proven.lock().unwrap_or_else(|e| e.into_inner());
             let hit = proven.get(tag)?;
-            if hit.epoch != self.epoch() || hit.until <= Instant::now() {
+            if hit.epoch != self.security_epoch() || hit.until <= Instant::now() {
                 return None;
             }
             (hit.principal.clone(), hit.password)
@@ -741,7 +737,7 @@ async fn authenticate_credentials(
     if let Some(known) = auth.remembered(&tag, address) {
         return known;
     }
-    let epoch = auth.epoch();
+    let epoch = auth.security_epoch();
     let done = match credentials {
         (Some(authorization), _) => auth.authenticate(&authorization, address).await?,
         (None, Some(key)) => auth.authenticate_api_key(&key, address).await?,
