@@ -1,16 +1,17 @@
-//! Architecture invariant: the core depends on no storage engine, HTTP stack
-//! or wire-JSON crate, directly or through anything it pulls in.
+//! Architecture invariants: the core depends on no storage engine, HTTP stack
+//! or wire-JSON crate, and the application layer on no HTTP stack and no
+//! backend, directly or through anything they pull in.
 
 use std::process::Command;
 
-#[test]
-fn core_does_not_depend_on_adapters() {
+/// Every crate `krate` depends on for building, directly or not.
+fn dependency_tree(krate: &str) -> Vec<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .args([
             "tree",
             "-p",
-            "waybill-core",
+            krate,
             "-e",
             "normal,build",
             "--prefix",
@@ -25,33 +26,60 @@ fn core_does_not_depend_on_adapters() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tree = String::from_utf8_lossy(&out.stdout);
-    let crates: Vec<&str> = tree
+    let crates: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
         .collect();
     assert!(
-        crates.contains(&"ring"),
-        "sanity: the tree was read: {crates:?}"
+        crates.iter().any(|c| c == "waybill-core"),
+        "sanity: the tree of {krate} was read: {crates:?}"
     );
-    for forbidden in [
-        "rusqlite",
-        "sled",
-        "axum",
-        "hyper",
-        "tokio",
-        "serde_json",
-        "reqwest",
-        "waybill-store-sqlite",
-        "waybill-store-sled",
-        "waybill-http",
-        "waybill-blob-fs",
-    ] {
+    crates
+}
+
+fn assert_free_of(krate: &str, forbidden: &[&str]) {
+    let crates = dependency_tree(krate);
+    for f in forbidden {
         assert!(
-            !crates.contains(&forbidden),
-            "waybill-core depends on {forbidden}"
+            !crates.iter().any(|c| c == f),
+            "{krate} depends on {f}, directly or through another crate"
         );
     }
+}
+
+/// The HTTP stacks, servers and clients: only the wire crate and the
+/// binary may know them.
+const HTTP: &[&str] = &[
+    "axum",
+    "hyper",
+    "hyper-util",
+    "reqwest",
+    "tower",
+    "http",
+    "waybill-http",
+];
+/// Storage engines and the crates that adapt them.
+const BACKENDS: &[&str] = &[
+    "rusqlite",
+    "sled",
+    "waybill-store-sqlite",
+    "waybill-store-sled",
+    "waybill-blob-fs",
+];
+
+#[test]
+fn core_does_not_depend_on_adapters() {
+    assert!(dependency_tree("waybill-core").iter().any(|c| c == "ring"));
+    assert_free_of("waybill-core", HTTP);
+    assert_free_of("waybill-core", BACKENDS);
+    assert_free_of("waybill-core", &["tokio", "serde_json", "waybill-app"]);
+}
+
+#[test]
+fn the_application_layer_knows_no_wire_and_no_backend() {
+    assert_free_of("waybill-app", HTTP);
+    assert_free_of("waybill-app", BACKENDS);
 }
 
 #[test]

@@ -16,7 +16,8 @@ use ring::rand::SecureRandom;
 use serde_json::json;
 use waybill_core::digest::Sha256;
 
-use crate::{ApiError, AppState, Principal};
+use crate::Caller;
+use crate::{ApiError, AppState};
 
 /// Hash of a key → its user.
 const BY_HASH: &str = "security.apikey.hash.";
@@ -100,7 +101,7 @@ async fn issue(state: &AppState, user: &str) -> Result<Response, ApiError> {
 /// `POST /artifactory/api/security/apiKey`: a key for the caller.
 pub(crate) async fn create(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_full_rights("creating an API key")?;
     if state
@@ -120,7 +121,7 @@ pub(crate) async fn create(
 /// `PUT /artifactory/api/security/apiKey`: a new key replaces the caller's.
 pub(crate) async fn regenerate(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_full_rights("replacing an API key")?;
     revoke_for(&state, &who.name).await?;
@@ -131,7 +132,7 @@ pub(crate) async fn regenerate(
 /// key itself is not kept, so it cannot be shown again).
 pub(crate) async fn get(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let exists = state
         .store
@@ -144,7 +145,7 @@ pub(crate) async fn get(
 /// `DELETE /artifactory/api/security/apiKey`: revokes the caller's key.
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_full_rights("revoking an API key")?;
     if revoke_for(&state, &who.name).await? {

@@ -37,6 +37,7 @@ use waybill_core::store::Store;
 
 use crate::AppState;
 use crate::error::ApiError;
+pub use waybill_app::Principal;
 
 /// How long a verified Basic credential is remembered.
 const CACHE_TTL: Duration = Duration::from_secs(300);
@@ -46,68 +47,12 @@ const CACHE_MAX: usize = 10_000;
 /// security write in this process: a backstop for writes made elsewhere.
 const PRINCIPAL_TTL: Duration = Duration::from_secs(60);
 
-/// The authenticated caller, put into request extensions by [`require_auth`].
+/// The authenticated caller, as a handler argument: [`require_auth`] put
+/// the [`Principal`] into the request's extensions.
 #[derive(Clone, Debug)]
-pub struct Principal {
-    /// User name.
-    pub name: String,
-    /// Whether the user is an administrator.
-    pub admin: bool,
-    /// Groups the user belongs to.
-    pub groups: Vec<String>,
-    /// Authenticated by a token whose scope is narrower than the user's
-    /// rights (an admin's `applied-permissions/user` token). Such a caller
-    /// may not mint credentials, which would carry the full rights.
-    pub reduced: bool,
-}
+pub struct Caller(pub Principal);
 
-impl Principal {
-    /// A user acting with their full rights (password or API key).
-    fn of(user: User) -> Principal {
-        Principal {
-            name: user.name,
-            admin: user.admin,
-            groups: user.groups,
-            reduced: false,
-        }
-    }
-
-    /// The caller as the permission model sees it.
-    pub fn caller(&self) -> waybill_core::permissions::Caller<'_> {
-        waybill_core::permissions::Caller {
-            name: &self.name,
-            groups: &self.groups,
-            admin: self.admin,
-        }
-    }
-
-    /// 403 for a scope-reduced caller: anything that mints or revokes a
-    /// credential needs the user's full rights.
-    pub fn require_full_rights(&self, what: &str) -> Result<(), ApiError> {
-        if self.reduced {
-            return Err(ApiError::forbidden(format!(
-                "{what} needs the user's full rights; this token's scope is narrower \
-                 (use the password, or a token with scope {})",
-                crate::tokens::ADMIN_SCOPE
-            )));
-        }
-        Ok(())
-    }
-
-    /// 403 unless the caller is an administrator.
-    pub fn require_admin(&self) -> Result<(), ApiError> {
-        if self.admin {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden(format!(
-                "user '{}' is not an administrator; this endpoint is admin only",
-                self.name
-            )))
-        }
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Principal {
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
@@ -115,6 +60,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
             .extensions
             .get::<Principal>()
             .cloned()
+            .map(Caller)
             .ok_or_else(|| ApiError::unauthorized("authentication required"))
     }
 }
@@ -670,7 +616,7 @@ impl Authenticator {
                 ApiError::unauthorized("the access token's user no longer exists")
             })?;
             // An admin's user-scoped token acts as a plain user.
-            let admin = user.admin && claims.scp == crate::tokens::ADMIN_SCOPE;
+            let admin = user.admin && claims.scp == waybill_app::security::ADMIN_SCOPE;
             Ok(Authenticated {
                 principal: Principal {
                     reduced: user.admin && !admin,

@@ -16,6 +16,7 @@ use waybill_core::permissions::{self, Action, Group, Permission, Resource};
 use waybill_core::rules::DistributionRule;
 use waybill_core::site::EdgeSite;
 
+use crate::Caller;
 use crate::{ApiError, AppState, Json, Principal};
 
 const PERMISSION: &str = "security.permission.";
@@ -229,7 +230,7 @@ fn to_json(p: &Permission) -> Value {
 /// `PUT /api/v1/security/permissions/{name}`: create or replace; 200 with the permission.
 pub(crate) async fn put_permission(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
     Json(dto): Json<PermissionDto>,
 ) -> Result<Response, ApiError> {
@@ -301,7 +302,7 @@ pub(crate) async fn put_permission(
 /// `GET /api/v1/security/permissions`.
 pub(crate) async fn list_permissions(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     Ok(axum::Json(load(&state).await?.iter().map(to_json).collect::<Vec<_>>()).into_response())
@@ -310,7 +311,7 @@ pub(crate) async fn list_permissions(
 /// `GET /api/v1/security/permissions/{name}`.
 pub(crate) async fn get_permission(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -326,7 +327,7 @@ pub(crate) async fn get_permission(
 /// `DELETE /api/v1/security/permissions/{name}`.
 pub(crate) async fn delete_permission(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -377,7 +378,7 @@ async fn load_group(state: &AppState, name: &str) -> Result<Option<Group>, ApiEr
 /// `PUT /api/v1/security/groups/{name}`: 201 creates, 200 replaces.
 pub(crate) async fn put_group(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
     Json(dto): Json<GroupDto>,
 ) -> Result<Response, ApiError> {
@@ -438,7 +439,7 @@ pub(crate) async fn put_group(
 /// `GET /api/v1/security/groups`.
 pub(crate) async fn list_groups(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let mut out = Vec::new();
@@ -453,7 +454,7 @@ pub(crate) async fn list_groups(
 /// `GET /api/v1/security/groups/{name}`.
 pub(crate) async fn get_group(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -466,7 +467,7 @@ pub(crate) async fn get_group(
 /// `DELETE /api/v1/security/groups/{name}`: also removes the membership.
 pub(crate) async fn delete_group(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;

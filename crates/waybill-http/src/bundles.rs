@@ -27,6 +27,7 @@ use waybill_core::state::{After, VersionEvent, VersionState};
 use waybill_core::store::Page;
 use waybill_core::time::format_iso;
 
+use crate::Caller;
 use crate::now_millis;
 use crate::{ApiError, AppState, Json, Principal, keys};
 
@@ -425,7 +426,7 @@ async fn gather_for(
 /// `POST /api/v1/release_bundle`.
 pub(crate) async fn create(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     headers: HeaderMap,
     Json(body): Json<BundleBody>,
 ) -> Result<Response, ApiError> {
@@ -493,7 +494,7 @@ pub(crate) async fn create(
 /// `PUT /api/v1/release_bundle/{name}/{version}`: only while OPEN.
 pub(crate) async fn update(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     headers: HeaderMap,
     Path((name, version)): Path<(String, String)>,
     Json(body): Json<BundleBody>,
@@ -567,7 +568,7 @@ pub(crate) async fn update(
 /// `POST /api/v1/release_bundle/{name}/{version}/sign`.
 pub(crate) async fn sign(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     headers: HeaderMap,
     Path((name, version)): Path<(String, String)>,
     body: axum::body::Bytes,
@@ -632,7 +633,7 @@ pub(crate) struct GetQuery {
 /// `GET /api/v1/release_bundle/{name}/{version|LATEST}?format=json|jws|jose`.
 pub(crate) async fn get_version(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
     Query(q): Query<GetQuery>,
 ) -> Result<Response, ApiError> {
@@ -753,7 +754,7 @@ fn start_pos(q: &ListQuery) -> Result<u64, ApiError> {
 /// `GET /api/v1/release_bundle`: every version, newest first, 10 per page.
 pub(crate) async fn list_all(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let start = start_pos(&q)?;
@@ -818,7 +819,7 @@ async fn list_all_page(
 /// `GET /api/v1/release_bundle/{name}`: 404 for an unknown bundle.
 pub(crate) async fn list_bundle(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
@@ -861,7 +862,7 @@ async fn list_bundle_page(
 /// `DELETE /api/v1/release_bundle/{name}/{version}`: 204, or 404.
 pub(crate) async fn delete_version(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
@@ -908,7 +909,7 @@ async fn refuse_if_in_flight(state: &AppState, v: &ReleaseBundleVersion) -> Resu
 /// `DELETE /api/v1/release_bundle/{name}`: every version; 204, or 404.
 pub(crate) async fn delete_bundle(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = parse_name(&name)?;
@@ -971,7 +972,7 @@ async fn load_policy(state: &AppState) -> Result<ScanPolicy, ApiError> {
 /// `GET /api/v1/scan_policy` (a Waybill extension; admin only).
 pub(crate) async fn get_policy(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     Ok(axum::Json(load_policy(&state).await?).into_response())
@@ -980,7 +981,7 @@ pub(crate) async fn get_policy(
 /// `PUT /api/v1/scan_policy` (a Waybill extension; admin only).
 pub(crate) async fn put_policy(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Json(policy): Json<ScanPolicy>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -1024,7 +1025,7 @@ fn verdict(policy: &ScanPolicy, a: &BundleArtifact) -> ScanInfo {
 /// `POST /api/v1/release_bundle/{name}/{version}/trigger_xray_scan`.
 pub(crate) async fn trigger_scan(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);

@@ -31,6 +31,7 @@ use waybill_core::state::VersionEvent;
 use waybill_core::time::format_iso;
 use waybill_core::tracker::{SiteEvent, SiteProgress, SiteStatus, Tracker, TrackerId, TrackerKind};
 
+use crate::Caller;
 use crate::now_millis;
 use crate::{ApiError, AppState, Json, Principal};
 
@@ -168,7 +169,7 @@ fn site_ref(s: &EdgeSite) -> Value {
 /// `POST /api/v1/distribution/{name}/{version}`.
 pub(crate) async fn distribute(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
     Json(body): Json<DistributeBody>,
 ) -> Result<Response, ApiError> {
@@ -846,7 +847,7 @@ mod bytes_stream {
 /// permissions allow are stopped.
 pub(crate) async fn abort(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
@@ -966,7 +967,7 @@ pub(crate) struct DeleteBody {
 /// from the selected edges, tracked as `delete_release_bundle_version`.
 pub(crate) async fn delete_from_edges(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
     Json(body): Json<DeleteBody>,
 ) -> Result<Response, ApiError> {
@@ -1087,7 +1088,7 @@ fn render(all_of_versions: &[Tracker], shown: impl Fn(&Tracker) -> bool) -> Vec<
 /// `GET /api/v1/release_bundle/distribution`.
 pub(crate) async fn status_all(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let all = state.store.list_trackers(None, None).await?;
     let readable = crate::authz::readable_bundles(&state, &who).await?;
@@ -1097,7 +1098,7 @@ pub(crate) async fn status_all(
 /// `GET /api/v1/release_bundle/{name}/distribution`.
 pub(crate) async fn status_bundle(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = BundleName::parse(name)?;
@@ -1111,7 +1112,7 @@ pub(crate) async fn status_bundle(
 /// (the JFrog CLI's sync delete waits for exactly that).
 pub(crate) async fn status_version(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
@@ -1143,7 +1144,7 @@ pub(crate) async fn status_version(
 /// `GET /api/v1/release_bundle/{name}/{version}/distribution/{id}`: one object.
 pub(crate) async fn status_tracker(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((name, version, id)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);

@@ -9,7 +9,8 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use waybill_core::{Error, StoreError, StoreErrorKind};
+use waybill_app::ErrorKind;
+use waybill_core::{Error, StoreError};
 
 /// A failed request.
 #[derive(Debug)]
@@ -81,42 +82,48 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
-        let status = match e.kind() {
-            StoreErrorKind::NotFound => StatusCode::NOT_FOUND,
-            StoreErrorKind::Conflict => StatusCode::CONFLICT,
-            StoreErrorKind::Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
-            // Retrying may help here, and 503 tells clients so.
-            StoreErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status.is_server_error() {
-            tracing::error!(error = %e, "storage failure");
-            return ApiError::new(status, "internal storage error; see the server log");
-        }
-        ApiError::new(status, e.to_string())
+        waybill_app::Error::from(e).into()
     }
 }
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
-        match e {
-            Error::Store(e) => e.into(),
-            Error::Invalid { .. } | Error::Transition { .. } => {
-                ApiError::bad_request(e.to_string())
+        waybill_app::Error::from(e).into()
+    }
+}
+
+/// The one table from error kind to status. Validation is 4xx and never
+/// 5xx or 429; faults of ours are logged here, once, and clients get a
+/// message that leaks nothing.
+impl From<waybill_app::Error> for ApiError {
+    fn from(e: waybill_app::Error) -> ApiError {
+        let status = match e.kind() {
+            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+            ErrorKind::Unauthenticated => return ApiError::unauthorized(e.message()),
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Throttled => {
+                return ApiError::throttled(e.message(), e.retry_after().unwrap_or(1));
             }
-            Error::NotFound { .. } => ApiError::not_found(e.to_string()),
-            Error::Forbidden(_) => ApiError::forbidden(e.to_string()),
-            Error::AlreadyExists { .. } | Error::Conflict(_) => {
-                ApiError::new(StatusCode::CONFLICT, e.to_string())
+            // Retrying may help here, and 503 tells clients so.
+            ErrorKind::Unavailable => {
+                tracing::error!(error = %e, "storage unavailable");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "internal storage error; see the server log",
+                );
             }
-            other => {
-                tracing::error!(error = %other, "unexpected core error");
-                ApiError::new(
+            _ => {
+                tracing::error!(error = %e, "internal error");
+                return ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal error; see the server log",
-                )
+                );
             }
-        }
+        };
+        ApiError::new(status, e.message())
     }
 }
 

@@ -12,8 +12,9 @@ use waybill_core::auth::Secret;
 use waybill_core::keys::SigningKey;
 use waybill_pgp::{PgpError, PgpSigner};
 
+use crate::Caller;
 use crate::now_millis;
-use crate::{ApiError, AppState, Json, Principal};
+use crate::{ApiError, AppState, Json};
 
 const NO_KEY: &str = "No public GPG key exists in Distribution";
 
@@ -126,7 +127,7 @@ async fn propagate_to_edges(
 /// `POST /api/v1/keys/{pgp|gpg}` (admin only).
 pub(crate) async fn upload(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(proto): Path<String>,
     Json(body): Json<UploadBody>,
 ) -> Result<Response, ApiError> {
@@ -150,7 +151,7 @@ pub(crate) async fn upload(
 /// `POST /api/v1/keys/{pgp|gpg}/propagate` (admin only).
 pub(crate) async fn propagate(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(proto): Path<String>,
 ) -> Result<Response, ApiError> {
     protocol(&proto)?;
@@ -163,18 +164,18 @@ pub(crate) async fn propagate(
 /// `PUT /api/v1/keys/{pgp|gpg}`: the flat body (admin only).
 pub(crate) async fn put_flat(
     state: State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(proto): Path<String>,
     body: Json<KeyPair>,
 ) -> Result<Response, ApiError> {
     protocol(&proto)?;
-    put_flat_pgp(state, who, body).await
+    put_flat_pgp(state, Caller(who), body).await
 }
 
 /// `PUT //api/v1/keys/pgp`, the JFrog client's double-slash path (admin only).
 pub(crate) async fn put_flat_pgp(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Json(pair): Json<KeyPair>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -190,7 +191,7 @@ pub(crate) async fn put_flat_pgp(
 /// `GET /api/v1/keys/{pgp|gpg}`: the public key, and `****` when a private key is held.
 pub(crate) async fn get(
     State(state): State<AppState>,
-    _who: Principal,
+    _who: Caller,
     Path(proto): Path<String>,
 ) -> Result<Response, ApiError> {
     protocol(&proto)?;

@@ -42,7 +42,7 @@ pub mod tokens;
 
 pub use support_bundle::LogRing;
 
-pub use auth::{Authenticator, Principal};
+pub use auth::{Authenticator, Caller, Principal};
 pub use error::ApiError;
 
 /// Everything handlers need, cheap to clone.

@@ -36,7 +36,8 @@ use waybill_core::state::VersionState;
 use waybill_core::store::Page;
 use waybill_core::time::format_iso;
 
-use crate::{ApiError, AppState, Principal, now_millis};
+use crate::Caller;
+use crate::{ApiError, AppState, now_millis};
 
 /// What an archive says it is.
 const FORMAT: &str = "waybill-migration/1";
@@ -100,7 +101,7 @@ fn check_source_id(id: &str) -> Result<(), ApiError> {
 /// source is always listed.
 pub(crate) async fn source_artifactories(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let own = own_source(&state);
@@ -125,7 +126,7 @@ pub(crate) async fn source_artifactories(
 /// version of that source; 404 for a source that holds none.
 pub(crate) async fn export(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(source_id): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -419,7 +420,7 @@ fn same(a: &ReleaseBundleVersion, b: &ReleaseBundleVersion) -> bool {
 /// `POST /api/v1/system/migration/import`: recreates an export's versions.
 pub(crate) async fn import(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;

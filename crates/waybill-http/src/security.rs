@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use waybill_core::auth::{PasswordHash, User};
 
+use crate::Caller;
 use crate::now_millis;
 use crate::tokens::{ADMIN_SCOPE, Tokens, USER_SCOPE};
 use crate::{ApiError, AppState, Json, Principal};
@@ -50,7 +51,7 @@ fn token_response(access: String, refresh: Option<String>, expires_in: u64, scop
 /// `POST /artifactory/api/security/token`: create (201) or refresh (200).
 pub(crate) async fn create_token(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (status, body, _) = mint(&state, &who, &form).await?;
@@ -62,7 +63,7 @@ pub(crate) async fn create_token(
 /// `subject` is accepted for `username`.
 pub(crate) async fn create_access_token(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Json(body): Json<serde_json::Map<String, Value>>,
 ) -> Result<Response, ApiError> {
     let mut form = HashMap::new();
@@ -215,7 +216,7 @@ async fn mint(
 /// `POST /api/v1/security/token/revoke` (admin; form `token` or `token_id`).
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -253,7 +254,7 @@ pub(crate) async fn revoke_token(
 /// `GET /api/v1/security/token` (admin).
 pub(crate) async fn list_tokens(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let list: Vec<Value> = state
@@ -286,7 +287,7 @@ fn user_json(u: &User) -> Value {
 /// `GET /api/v1/security/users` (admin).
 pub(crate) async fn list_users(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let users = state.store.list_users().await?;
@@ -296,7 +297,7 @@ pub(crate) async fn list_users(
 /// `GET /api/v1/security/users/{name}` (admin).
 pub(crate) async fn get_user(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -321,7 +322,7 @@ pub(crate) struct UserBody {
 /// `PUT /api/v1/security/users/{name}` (admin): 201 creates, 200 updates.
 pub(crate) async fn put_user(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
     Json(body): Json<UserBody>,
 ) -> Result<Response, ApiError> {
@@ -392,7 +393,7 @@ pub(crate) async fn put_user(
 /// `DELETE /api/v1/security/users/{name}` (admin): also ends the user's tokens.
 pub(crate) async fn delete_user(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -423,7 +424,7 @@ pub(crate) async fn delete_user(
 /// refused now after failed logins.
 pub(crate) async fn locked_users(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     Ok(axum::Json(state.auth.locked_users()).into_response())
@@ -433,7 +434,7 @@ pub(crate) async fn locked_users(
 /// user's login lockout at once.
 pub(crate) async fn unlock_user(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;

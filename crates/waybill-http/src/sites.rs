@@ -18,7 +18,8 @@ use waybill_core::rules::{RuleSet, SiteIndex};
 use waybill_core::site::{EdgeSite, Position, ServiceId};
 use waybill_core::store::Store;
 
-use crate::{ApiError, AppState, Json, Principal};
+use crate::Caller;
+use crate::{ApiError, AppState, Json};
 
 /// The registered sites with their selection index, rebuilt only when the
 /// site list changes (registration, deletion) rather than on every
@@ -354,7 +355,7 @@ async fn save(state: &AppState, body: JpdBody, id: ServiceId) -> Result<EdgeSite
 /// `POST /mc/api/v1/jpds`: 201 for a new edge, 200 when the same edge registers again.
 pub(crate) async fn register(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Json(body): Json<JpdBody>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -398,7 +399,7 @@ pub(crate) async fn register(
 /// `GET /mc/api/v1/jpds`.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let sites = state.store.list_sites().await?;
@@ -423,7 +424,7 @@ fn parse_id(raw: &str) -> Result<ServiceId, ApiError> {
 /// `GET /mc/api/v1/jpds/{id}`.
 pub(crate) async fn get(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -438,7 +439,7 @@ pub(crate) async fn get(
 /// `PUT /mc/api/v1/jpds/{id}`: re-checks the edge, which must still be the same one.
 pub(crate) async fn update(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(id): Path<String>,
     Json(body): Json<JpdBody>,
 ) -> Result<Response, ApiError> {
@@ -464,7 +465,7 @@ pub(crate) async fn update(
 /// `DELETE /mc/api/v1/jpds/{id}`.
 pub(crate) async fn remove(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;

@@ -32,6 +32,7 @@ use waybill_core::permissions::Action;
 use waybill_core::store::{BlobInfo, Expected};
 use waybill_core::time::{format_http_date, format_iso};
 
+use crate::Caller;
 use crate::now_millis;
 use crate::{ApiError, AppState, Json, Principal};
 
@@ -343,7 +344,7 @@ struct RepoConfig {
 
 async fn create_repository(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(key): Path<String>,
     Json(cfg): Json<RepoConfig>,
 ) -> Result<Response, ApiError> {
@@ -394,7 +395,7 @@ async fn create_repository(
 
 async fn get_repository(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = RepoKey::parse(key)?;
@@ -411,7 +412,7 @@ async fn get_repository(
 
 async fn list_repositories(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let base = base_url(&headers);
@@ -437,7 +438,7 @@ async fn list_repositories(
 
 async fn delete_repository(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -460,7 +461,7 @@ async fn delete_repository(
 
 async fn deploy(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
@@ -649,7 +650,7 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()>
 
 async fn download(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     method: Method,
     Path((repo, raw_path)): Path<(String, String)>,
     headers: HeaderMap,
@@ -789,7 +790,7 @@ fn hv(s: &str) -> HeaderValue {
 
 async fn delete_path(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = writable_target(
@@ -818,17 +819,24 @@ async fn delete_path(
 
 async fn storage_root(
     state: State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(repo): Path<String>,
     query: Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    storage_get(state, who, Path((repo, String::new())), query, headers).await
+    storage_get(
+        state,
+        Caller(who),
+        Path((repo, String::new())),
+        query,
+        headers,
+    )
+    .await
 }
 
 async fn storage_get(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -1071,7 +1079,7 @@ fn recursive(query: &HashMap<String, String>) -> Result<bool, ApiError> {
 
 async fn storage_put(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -1087,7 +1095,7 @@ async fn storage_put(
 
 async fn storage_delete(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -1116,7 +1124,7 @@ async fn storage_delete(
 /// `?recursiveProperties=1`. This is how dohq-artifactory edits properties.
 async fn patch_metadata(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
     Json(body): Json<serde_json::Value>,
@@ -1277,7 +1285,7 @@ fn build_file_json(f: &BuildFile) -> Value {
 
 async fn put_build(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Json(dto): Json<BuildInfoDto>,
 ) -> Result<Response, ApiError> {
     crate::authz::require_repository(&state, &who, BUILD_INFO, Action::Write).await?;
@@ -1331,7 +1339,7 @@ fn build_json(b: &Build) -> Value {
 
 async fn get_build(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path((name, number)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -1351,7 +1359,7 @@ async fn get_build(
 /// `GET /artifactory/api/build`: every build name, with its latest start.
 async fn list_builds(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     crate::authz::require_repository(&state, &who, BUILD_INFO, Action::Read).await?;
@@ -1375,7 +1383,7 @@ async fn list_builds(
 /// there are none.
 async fn build_runs(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -1427,7 +1435,7 @@ fn row(query: &AqlQuery, item: &Item) -> Value {
 
 async fn search_aql(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     body: String,
 ) -> Result<Response, ApiError> {
     let query = AqlQuery::parse_at(&body, now_millis())?;
@@ -1471,7 +1479,7 @@ fn aql_response(results: Vec<Value>, query: &AqlQuery) -> Response {
     axum::Json(json!({"results": results, "range": range})).into_response()
 }
 
-async fn version(_who: Principal) -> Response {
+async fn version(_who: Caller) -> Response {
     axum::Json(json!({
         "version": ARTIFACTORY_VERSION,
         "revision": env!("CARGO_PKG_VERSION"),

@@ -30,8 +30,9 @@ use waybill_core::bundle::Props;
 use waybill_core::store::Page;
 use waybill_core::time::format_iso;
 
+use crate::Caller;
 use crate::now_millis;
-use crate::{ApiError, AppState, Principal};
+use crate::{ApiError, AppState};
 
 pub(crate) const REPO: &str = "support-bundles";
 const META: &str = "support.bundle.";
@@ -281,7 +282,7 @@ fn repo_key() -> Result<RepoKey, ApiError> {
 /// `POST /api/v1/system/support/bundle`.
 pub(crate) async fn create(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -314,7 +315,7 @@ fn parse_body(raw: &[u8]) -> Result<CreateBody, ApiError> {
 /// `PUT /api/v1/system/support/bundle/{id}`.
 pub(crate) async fn create_with_id(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -599,7 +600,7 @@ async fn meta(state: &AppState, id: &str) -> Result<Meta, ApiError> {
 /// `GET /api/v1/system/support/bundle/{id}`.
 pub(crate) async fn info(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -610,7 +611,7 @@ pub(crate) async fn info(
 /// `GET /api/v1/system/support/bundle/{id}/archive`.
 pub(crate) async fn archive(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -640,7 +641,7 @@ pub(crate) async fn archive(
 /// `DELETE /api/v1/system/support/bundle/{id}`.
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
@@ -655,7 +656,7 @@ pub(crate) async fn delete(
 /// `GET /api/v1/system/support/bundles`.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     who.require_admin()?;
     let mut bundles: Vec<Value> = Vec::new();

@@ -4,8 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
+use crate::Caller;
 use crate::dto::{StatusMessage, SystemInfo, SystemSettings};
-use crate::{ApiError, AppState, Json, Principal, VERSION};
+use crate::{ApiError, AppState, Json, VERSION};
 
 /// The seed's wording, kept so existing monitors keep matching it.
 const UNAVAILABLE: &str =
@@ -59,7 +60,7 @@ pub(crate) async fn info(State(state): State<AppState>) -> Json<SystemInfo> {
 /// `GET /api/v1/system/settings` (admin only).
 pub(crate) async fn get_settings(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
 ) -> Result<Json<SystemSettings>, ApiError> {
     who.require_admin()?;
     let value = state.store.get_setting(CALL_HOME).await?;
@@ -71,7 +72,7 @@ pub(crate) async fn get_settings(
 /// `POST /api/v1/system/settings` (admin only).
 pub(crate) async fn update_settings(
     State(state): State<AppState>,
-    who: Principal,
+    Caller(who): Caller,
     Json(body): Json<SystemSettings>,
 ) -> Result<Json<SystemSettings>, ApiError> {
     who.require_admin()?;
