@@ -293,7 +293,7 @@ async fn open_node(
     state.retry = retry_policy()?;
     state.logs = LOGS.clone();
     state
-        .auth
+        .security
         .restore_lockouts()
         .await
         .context("reading login lockouts")?;

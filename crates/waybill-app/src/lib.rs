@@ -10,6 +10,7 @@
 //! reaches the store through the core's repository traits.
 
 mod clock;
+pub mod epoch;
 mod error;
 pub mod security;
 

@@ -1,9 +1,5 @@
-//! Authorization: loading permissions and groups, their admin APIs under
-//! `/api/v1/security/{permissions,groups}`, and the checks handlers call.
-//!
-//! Permissions and groups are stored as JSON documents in the settings store
-//! (`security.permission.<name>`, `security.group.<name>`): few, small, and
-//! read whole on every check, which keeps every backend's schema unchanged.
+//! The permissions and groups APIs under `/api/v1/security/{permissions,groups}`
+//! (admin only): wire shapes around [`Security`]'s use-cases.
 
 use std::collections::BTreeMap;
 
@@ -12,136 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use waybill_core::permissions::{self, Action, Group, Permission, Resource};
+use waybill_app::security::{GroupView, Patterns, PermissionRequest};
+use waybill_core::permissions::{Action, Permission, Resource};
 use waybill_core::rules::DistributionRule;
-use waybill_core::site::EdgeSite;
 
 use crate::Caller;
-use crate::{ApiError, AppState, Json, Principal};
-
-const PERMISSION: &str = "security.permission.";
-const GROUP: &str = "security.group.";
-
-/// Every stored permission, remembered until the next security write.
-pub(crate) async fn load(state: &AppState) -> Result<std::sync::Arc<Vec<Permission>>, ApiError> {
-    state.auth.permissions().await
-}
-
-/// Every stored permission, read from `store`.
-pub(crate) async fn load_from(
-    store: &dyn waybill_core::store::Store,
-) -> Result<Vec<Permission>, ApiError> {
-    let mut out = Vec::new();
-    for (key, raw) in store.list_settings(PERMISSION).await? {
-        match serde_json::from_str(&raw) {
-            Ok(p) => out.push(p),
-            Err(e) => {
-                tracing::error!(%key, error = %e, "stored permission does not parse; ignored")
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// 403 unless the caller may `action` on bundle `name`.
-pub(crate) async fn require_bundle(
-    state: &AppState,
-    who: &Principal,
-    name: &str,
-    action: Action,
-) -> Result<(), ApiError> {
-    if who.admin || permissions::may_bundle(&load(state).await?, &who.caller(), name, action) {
-        return Ok(());
-    }
-    Err(ApiError::forbidden(format!(
-        "user '{}' needs {action} permission on release bundle '{name}'",
-        who.name
-    )))
-}
-
-/// A predicate for "the caller may read this name", loading permissions once.
-async fn readable(
-    state: &AppState,
-    who: &Principal,
-    may: fn(&[Permission], &permissions::Caller<'_>, &str, Action) -> bool,
-) -> Result<impl Fn(&str) -> bool + use<>, ApiError> {
-    let perms = if who.admin {
-        std::sync::Arc::default()
-    } else {
-        load(state).await?
-    };
-    let (name, groups, admin) = (who.name.clone(), who.groups.clone(), who.admin);
-    Ok(move |target: &str| {
-        let caller = permissions::Caller {
-            name: &name,
-            groups: &groups,
-            admin,
-        };
-        may(&perms, &caller, target, Action::Read)
-    })
-}
-
-/// Which release bundles the caller may read (all, for administrators).
-pub(crate) async fn readable_bundles(
-    state: &AppState,
-    who: &Principal,
-) -> Result<impl Fn(&str) -> bool + use<>, ApiError> {
-    readable(state, who, permissions::may_bundle).await
-}
-
-/// 403 unless the caller may `action` on repository `key`.
-pub(crate) async fn require_repository(
-    state: &AppState,
-    who: &Principal,
-    key: &str,
-    action: Action,
-) -> Result<(), ApiError> {
-    if who.admin || permissions::may_repository(&load(state).await?, &who.caller(), key, action) {
-        return Ok(());
-    }
-    Err(ApiError::forbidden(format!(
-        "user '{}' needs {action} permission on repository '{key}'",
-        who.name
-    )))
-}
-
-/// Which repositories the caller may read.
-pub(crate) async fn readable_repositories(
-    state: &AppState,
-    who: &Principal,
-) -> Result<impl Fn(&str) -> bool + use<>, ApiError> {
-    readable(state, who, permissions::may_repository).await
-}
-
-/// Narrows `selected` sites to those the caller's destination permissions
-/// allow for `action`; a 403 naming the reason when none remains.
-pub(crate) async fn allowed_sites(
-    state: &AppState,
-    who: &Principal,
-    action: Action,
-    selected: Vec<EdgeSite>,
-) -> Result<Vec<EdgeSite>, ApiError> {
-    if who.admin {
-        return Ok(selected);
-    }
-    let perms = load(state).await?;
-    let allowed: Vec<EdgeSite> =
-        permissions::allowed_sites(&perms, &who.caller(), action, &selected)
-            .into_iter()
-            .cloned()
-            .collect();
-    if allowed.is_empty() {
-        let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
-        return Err(ApiError::forbidden(format!(
-            "user '{}' needs {action} on a destination permission covering one of the selected sites ({})",
-            who.name,
-            names.join(", ")
-        )));
-    }
-    Ok(allowed)
-}
-
-// ---- permissions API (admin only) --------------------------------------
+use crate::{ApiError, AppState, Json};
 
 #[derive(Serialize, Deserialize, Default)]
 pub(crate) struct PrincipalsDto {
@@ -181,19 +53,6 @@ pub(crate) struct PermissionDto {
     principals: PrincipalsDto,
 }
 
-fn actions(map: BTreeMap<String, Vec<String>>) -> Result<BTreeMap<String, Vec<Action>>, ApiError> {
-    map.into_iter()
-        .map(|(k, v)| {
-            Ok((
-                k,
-                v.iter()
-                    .map(|a| Action::parse(a))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ))
-        })
-        .collect()
-}
-
 fn to_json(p: &Permission) -> Value {
     let letters = |m: &BTreeMap<String, Vec<Action>>| -> BTreeMap<String, Vec<&str>> {
         m.iter()
@@ -227,6 +86,15 @@ fn to_json(p: &Permission) -> Value {
     j
 }
 
+impl From<PatternsDto> for Patterns {
+    fn from(p: PatternsDto) -> Patterns {
+        Patterns {
+            include: p.include_patterns,
+            exclude: p.exclude_patterns,
+        }
+    }
+}
+
 /// `PUT /api/v1/security/permissions/{name}`: create or replace; 200 with the permission.
 pub(crate) async fn put_permission(
     State(state): State<AppState>,
@@ -234,68 +102,24 @@ pub(crate) async fn put_permission(
     Path(name): Path<String>,
     Json(dto): Json<PermissionDto>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    let _changed = state.auth.change();
-    if dto.name.as_deref().is_some_and(|n| n != name) {
-        return Err(ApiError::bad_request(
-            "the body's name differs from the URL's",
-        ));
-    }
-    let resource = match dto.resource_type.as_str() {
-        "destination" => Resource::Destination(
-            dto.distribution_destinations
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "a destination permission needs distribution_destinations",
-                    )
-                })?
-                .into_iter()
+    let req = PermissionRequest {
+        body_name: dto.name,
+        resource_type: dto.resource_type,
+        destinations: dto.distribution_destinations.map(|ds| {
+            ds.into_iter()
                 .map(|d| DistributionRule {
                     site_name: d.site_name,
                     city_name: d.city_name,
                     country_codes: d.country_codes.unwrap_or_default(),
                 })
-                .collect(),
-        ),
-        "release_bundle" => {
-            let p = dto.release_bundles.unwrap_or(PatternsDto {
-                include_patterns: vec![],
-                exclude_patterns: vec![],
-            });
-            Resource::ReleaseBundle {
-                include: p.include_patterns,
-                exclude: p.exclude_patterns,
-            }
-        }
-        "repository" => {
-            let p = dto.repositories.unwrap_or(PatternsDto {
-                include_patterns: vec![],
-                exclude_patterns: vec![],
-            });
-            Resource::Repository {
-                include: p.include_patterns,
-                exclude: p.exclude_patterns,
-            }
-        }
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "resource_type '{other}' is not destination, release_bundle or repository"
-            )));
-        }
+                .collect()
+        }),
+        release_bundles: dto.release_bundles.map(Patterns::from),
+        repositories: dto.repositories.map(Patterns::from),
+        users: dto.principals.users,
+        groups: dto.principals.groups,
     };
-    let permission = Permission {
-        name: name.clone(),
-        resource,
-        users: actions(dto.principals.users)?,
-        groups: actions(dto.principals.groups)?,
-    };
-    permission.validate()?;
-    let raw =
-        serde_json::to_string(&permission).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    state
-        .store
-        .put_setting(&format!("{PERMISSION}{name}"), &raw)
-        .await?;
+    let permission = state.security.put_permission(&who, &name, req).await?;
     Ok(axum::Json(to_json(&permission)).into_response())
 }
 
@@ -304,8 +128,8 @@ pub(crate) async fn list_permissions(
     State(state): State<AppState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    Ok(axum::Json(load(&state).await?.iter().map(to_json).collect::<Vec<_>>()).into_response())
+    let all = state.security.list_permissions(&who).await?;
+    Ok(axum::Json(all.iter().map(to_json).collect::<Vec<_>>()).into_response())
 }
 
 /// `GET /api/v1/security/permissions/{name}`.
@@ -314,13 +138,7 @@ pub(crate) async fn get_permission(
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    let p = load(&state)
-        .await?
-        .iter()
-        .find(|p| p.name == name)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(format!("permission '{name}' does not exist")))?;
+    let p = state.security.get_permission(&who, &name).await?;
     Ok(axum::Json(to_json(&p)).into_response())
 }
 
@@ -330,17 +148,7 @@ pub(crate) async fn delete_permission(
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    let _changed = state.auth.change();
-    if !state
-        .store
-        .delete_setting(&format!("{PERMISSION}{name}"))
-        .await?
-    {
-        return Err(ApiError::not_found(format!(
-            "permission '{name}' does not exist"
-        )));
-    }
+    state.security.delete_permission(&who, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -356,23 +164,8 @@ pub(crate) struct GroupDto {
     users: Option<Vec<String>>,
 }
 
-async fn group_json(state: &AppState, g: &Group) -> Result<Value, ApiError> {
-    let members: Vec<String> = state
-        .store
-        .list_users()
-        .await?
-        .into_iter()
-        .filter(|u| u.groups.contains(&g.name))
-        .map(|u| u.name)
-        .collect();
-    Ok(json!({"name": g.name, "description": g.description, "users": members}))
-}
-
-async fn load_group(state: &AppState, name: &str) -> Result<Option<Group>, ApiError> {
-    match state.store.get_setting(&format!("{GROUP}{name}")).await? {
-        None => Ok(None),
-        Some(raw) => Ok(serde_json::from_str(&raw).ok()),
-    }
+fn group_json(g: &GroupView) -> Value {
+    json!({"name": g.group.name, "description": g.group.description, "users": g.members})
 }
 
 /// `PUT /api/v1/security/groups/{name}`: 201 creates, 200 replaces.
@@ -382,58 +175,16 @@ pub(crate) async fn put_group(
     Path(name): Path<String>,
     Json(dto): Json<GroupDto>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    let _changed = state.auth.change();
-    if name.is_empty()
-        || name.chars().count() > 64
-        || name.chars().any(|c| c.is_control() || c == '/')
-    {
-        return Err(ApiError::bad_request(
-            "group name must be 1 to 64 characters, without '/' or control characters",
-        ));
-    }
-    if dto.name.as_deref().is_some_and(|n| n != name) {
-        return Err(ApiError::bad_request(
-            "the body's name differs from the URL's",
-        ));
-    }
-    let created = load_group(&state, &name).await?.is_none();
-    if let Some(members) = &dto.users {
-        for m in members {
-            if state.store.get_user(m).await?.is_none() {
-                return Err(ApiError::bad_request(format!("user '{m}' does not exist")));
-            }
-        }
-    }
-    let group = Group {
-        name: name.clone(),
-        description: dto.description,
-    };
-    let raw = serde_json::to_string(&group).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    state
-        .store
-        .put_setting(&format!("{GROUP}{name}"), &raw)
+    let (group, created) = state
+        .security
+        .put_group(&who, &name, dto.name.as_deref(), dto.description, dto.users)
         .await?;
-    if let Some(members) = dto.users {
-        for mut u in state.store.list_users().await? {
-            let member = members.contains(&u.name);
-            let listed = u.groups.contains(&name);
-            if member != listed {
-                if member {
-                    u.groups.push(name.clone());
-                } else {
-                    u.groups.retain(|g| g != &name);
-                }
-                state.store.put_user(u).await?;
-            }
-        }
-    }
     let code = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((code, axum::Json(group_json(&state, &group).await?)).into_response())
+    Ok((code, axum::Json(group_json(&group))).into_response())
 }
 
 /// `GET /api/v1/security/groups`.
@@ -441,14 +192,8 @@ pub(crate) async fn list_groups(
     State(state): State<AppState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    let mut out = Vec::new();
-    for (_, raw) in state.store.list_settings(GROUP).await? {
-        if let Ok(g) = serde_json::from_str::<Group>(&raw) {
-            out.push(group_json(&state, &g).await?);
-        }
-    }
-    Ok(axum::Json(out).into_response())
+    let groups = state.security.list_groups(&who).await?;
+    Ok(axum::Json(groups.iter().map(group_json).collect::<Vec<_>>()).into_response())
 }
 
 /// `GET /api/v1/security/groups/{name}`.
@@ -457,11 +202,8 @@ pub(crate) async fn get_group(
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    let g = load_group(&state, &name)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("group '{name}' does not exist")))?;
-    Ok(axum::Json(group_json(&state, &g).await?).into_response())
+    let g = state.security.get_group(&who, &name).await?;
+    Ok(axum::Json(group_json(&g)).into_response())
 }
 
 /// `DELETE /api/v1/security/groups/{name}`: also removes the membership.
@@ -470,26 +212,6 @@ pub(crate) async fn delete_group(
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    let _changed = state.auth.change();
-    if !state
-        .store
-        .delete_setting(&format!("{GROUP}{name}"))
-        .await?
-    {
-        return Err(ApiError::not_found(format!(
-            "group '{name}' does not exist"
-        )));
-    }
-    for mut u in state
-        .store
-        .list_users()
-        .await?
-        .into_iter()
-        .filter(|u| u.groups.contains(&name))
-    {
-        u.groups.retain(|g| g != &name);
-        state.store.put_user(u).await?;
-    }
+    state.security.delete_group(&who, &name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -419,7 +419,7 @@ async fn gather_for(
     who: &Principal,
     spec: &Spec,
 ) -> Result<Vec<waybill_core::bundle::BundleArtifact>, ApiError> {
-    let may_read = crate::authz::readable_repositories(state, who).await?;
+    let may_read = state.security.readable_repositories(who).await?;
     Ok(gather(state.store.as_ref(), spec, now_millis(), &may_read).await?)
 }
 
@@ -440,7 +440,10 @@ pub(crate) async fn create(
             .as_deref()
             .ok_or_else(|| ApiError::bad_request("version is required"))?,
     )?;
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Write).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Write)
+        .await?;
     if state.store.get_version(&name, &version).await?.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -500,7 +503,10 @@ pub(crate) async fn update(
     Json(body): Json<BundleBody>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Write).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Write)
+        .await?;
     if body.name.as_deref().is_some_and(|n| n != name.as_str())
         || body
             .version
@@ -574,7 +580,10 @@ pub(crate) async fn sign(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Write).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Write)
+        .await?;
     // The JFrog client sends `{}`; curl users often send nothing.
     let body: SignBody = if body.iter().all(u8::is_ascii_whitespace) {
         SignBody::default()
@@ -638,7 +647,10 @@ pub(crate) async fn get_version(
     Query(q): Query<GetQuery>,
 ) -> Result<Response, ApiError> {
     let name = parse_name(&name)?;
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Read)
+        .await?;
     let format = q.format.unwrap_or_else(|| "json".into());
     let key = format!("version\0{name}\0{version}\0{format}");
     let renders = state.renders.clone();
@@ -766,7 +778,7 @@ pub(crate) async fn list_all(
         format!(
             "list\0\0{start}\0{}\0{}",
             who.name,
-            state.auth.security_epoch()
+            state.security.security_epoch()
         )
     };
     let renders = state.renders.clone();
@@ -797,7 +809,7 @@ async fn list_all_page(
         return Ok(paged_response(page.items, start, page.total));
     }
     // Only what the caller may read, paged after filtering so pages stay full.
-    let readable = crate::authz::readable_bundles(state, who).await?;
+    let readable = state.security.readable_bundles(who).await?;
     let all: Vec<ReleaseBundleVersion> = state
         .store
         .list_versions(None, Page::ALL)
@@ -824,7 +836,10 @@ pub(crate) async fn list_bundle(
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let name = parse_name(&name)?;
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Read)
+        .await?;
     let start = start_pos(&q)?;
     let key = format!("list\0{name}\0{start}");
     let renders = state.renders.clone();
@@ -866,7 +881,10 @@ pub(crate) async fn delete_version(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Delete).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Delete)
+        .await?;
     // Held while checking and deleting: no distribution can start between.
     let _guard = state.version_guard.lock().await;
     let v = crate::bundles::existing_version(&state, &name, &version).await?;
@@ -913,7 +931,10 @@ pub(crate) async fn delete_bundle(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = parse_name(&name)?;
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Delete).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Delete)
+        .await?;
     let _guard = state.version_guard.lock().await;
     let versions = state
         .store
@@ -1029,7 +1050,10 @@ pub(crate) async fn trigger_scan(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (parse_name(&name)?, parse_version(&version)?);
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Write).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Write)
+        .await?;
     let policy = load_policy(&state).await?;
     let _changed = state.renders.change();
     let stored = state

@@ -174,7 +174,10 @@ pub(crate) async fn distribute(
     Json(body): Json<DistributeBody>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Distribute).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Distribute)
+        .await?;
     if body.distribution_rules.is_empty() {
         return Err(ApiError::bad_request(
             "distribution_rules must hold at least one rule; {} selects every site",
@@ -243,7 +246,7 @@ async fn select_sites(
             sites.sites.len()
         )));
     }
-    crate::authz::allowed_sites(state, who, action, selected).await
+    Ok(state.security.allowed_sites(who, action, selected).await?)
 }
 
 /// Starts the engine for a tracker in the background.
@@ -851,7 +854,10 @@ pub(crate) async fn abort(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Distribute).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Distribute)
+        .await?;
     let trackers = state
         .store
         .list_trackers(Some(&name), Some(&version))
@@ -898,12 +904,13 @@ pub(crate) async fn abort(
     if busy.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let allowed: std::collections::BTreeSet<String> =
-        crate::authz::allowed_sites(&state, &who, Action::Distribute, busy)
-            .await?
-            .into_iter()
-            .map(|s| s.service_id.as_str().to_string())
-            .collect();
+    let allowed: std::collections::BTreeSet<String> = state
+        .security
+        .allowed_sites(&who, Action::Distribute, busy)
+        .await?
+        .into_iter()
+        .map(|s| s.service_id.as_str().to_string())
+        .collect();
     let mut affected: Vec<Value> = Vec::new();
     for t in open {
         let mine: std::collections::BTreeSet<String> = t
@@ -972,7 +979,10 @@ pub(crate) async fn delete_from_edges(
     Json(body): Json<DeleteBody>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Delete).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Delete)
+        .await?;
     let delete_on_success = match body.on_success.as_deref().unwrap_or("keep") {
         "keep" => false,
         "delete" => true,
@@ -1091,7 +1101,7 @@ pub(crate) async fn status_all(
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let all = state.store.list_trackers(None, None).await?;
-    let readable = crate::authz::readable_bundles(&state, &who).await?;
+    let readable = state.security.readable_bundles(&who).await?;
     Ok(axum::Json(render(&all, |t| readable(t.name.as_str()))).into_response())
 }
 
@@ -1102,7 +1112,10 @@ pub(crate) async fn status_bundle(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let name = BundleName::parse(name)?;
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Read)
+        .await?;
     let all = state.store.list_trackers(Some(&name), None).await?;
     Ok(axum::Json(render(&all, |_| true)).into_response())
 }
@@ -1116,7 +1129,10 @@ pub(crate) async fn status_version(
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Read)
+        .await?;
     let all = state
         .store
         .list_trackers(Some(&name), Some(&version))
@@ -1148,7 +1164,10 @@ pub(crate) async fn status_tracker(
     Path((name, version, id)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
     let (name, version) = (BundleName::parse(name)?, BundleVersion::parse(version)?);
-    crate::authz::require_bundle(&state, &who, name.as_str(), Action::Read).await?;
+    state
+        .security
+        .require_bundle(&who, name.as_str(), Action::Read)
+        .await?;
     let id: TrackerId = id
         .parse()
         .map_err(|_| ApiError::bad_request(format!("tracker id must be a number, not '{id}'")))?;

@@ -24,7 +24,6 @@ mod bundles;
 pub mod distribute;
 pub mod dto;
 pub mod edge;
-pub mod epoch;
 pub mod error;
 mod keys;
 mod migration;
@@ -38,12 +37,12 @@ pub mod stats;
 mod support_bundle;
 pub mod sweep;
 mod system;
-pub mod tokens;
 
 pub use support_bundle::LogRing;
 
-pub use auth::{Authenticator, Caller, Principal};
+pub use auth::{Caller, Principal};
 pub use error::ApiError;
+pub use waybill_app::security::Security;
 
 /// Everything handlers need, cheap to clone.
 #[derive(Clone, Debug)]
@@ -54,8 +53,8 @@ pub struct AppState {
     pub blobs: Arc<dyn BlobStore>,
     /// This server's stable id, `jfds@<ulid>`.
     pub service_id: ServiceId,
-    /// Credential checks.
-    pub auth: Authenticator,
+    /// Credentials, permissions, users, tokens and API keys.
+    pub security: Security,
     /// Shared by deploys, exclusive for blob garbage collection (see `source`).
     pub content_lock: Arc<tokio::sync::RwLock<()>>,
     /// Client for hub-to-edge calls.
@@ -89,7 +88,11 @@ impl AppState {
         service_id: ServiceId,
     ) -> AppState {
         AppState {
-            auth: Authenticator::new(store.clone()),
+            security: Security::new(
+                store.clone(),
+                service_id.clone(),
+                Arc::new(waybill_app::SystemClock),
+            ),
             store,
             blobs,
             service_id,
@@ -412,7 +415,7 @@ async fn method_not_allowed(
     if anonymous {
         return refuse(req).await;
     }
-    match auth::authenticate_request(&state, &req).await {
+    match auth::authenticate_request(&state.security, &req).await {
         Ok(_) => refuse(req).await,
         Err(e) => e.into_response(),
     }

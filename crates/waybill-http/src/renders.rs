@@ -5,7 +5,7 @@
 //! A version body is large (every artifact, its properties and the spec)
 //! and versions change rarely, while the JFrog CLI and edges read them
 //! often. Every entry is stamped with the bundle epoch. Each write to a
-//! version, on hub or edge, holds a [`crate::epoch::Change`] guard that bumps the
+//! version, on hub or edge, holds a [`waybill_app::epoch::Change`] guard that bumps the
 //! epoch once the write is done, so an older entry never answers again.
 //! Entries are built only after reading the epoch, so a write racing a
 //! render leaves a stale entry, never a wrong one. Permission checks run
@@ -50,7 +50,7 @@ struct Entries {
 /// The cache; cheap to clone, shared by every request.
 #[derive(Clone, Default)]
 pub struct Renders {
-    epoch: crate::epoch::Epoch,
+    epoch: waybill_app::epoch::Epoch,
     entries: Arc<Mutex<Entries>>,
 }
 
@@ -63,7 +63,7 @@ impl std::fmt::Debug for Renders {
 impl Renders {
     /// Take before writing a version: when the guard drops, after the last
     /// write on every path out, every rendered body stops counting.
-    pub fn change(&self) -> crate::epoch::Change {
+    pub fn change(&self) -> waybill_app::epoch::Change {
         self.epoch.change()
     }
 

@@ -193,7 +193,10 @@ async fn writable_target(
     root_refusal: &str,
 ) -> Result<(RepoKey, ItemPath, Props), ApiError> {
     let (key, path, props) = parse_target(repo, raw_path)?;
-    crate::authz::require_repository(state, who, key.as_str(), action).await?;
+    state
+        .security
+        .require_repository(who, key.as_str(), action)
+        .await?;
     if existing_repo(state, &key).await?.read_only {
         return Err(ApiError::forbidden(format!(
             "repository '{key}' is read-only"
@@ -210,13 +213,13 @@ async fn writable_target(
 /// entry outlives it. Downloads, storage reads and deploys all start here.
 #[derive(Clone, Debug, Default)]
 pub struct Repositories {
-    epoch: crate::epoch::Epoch,
+    epoch: waybill_app::epoch::Epoch,
     known: std::sync::Arc<std::sync::Mutex<HashMap<RepoKey, (u64, Repository)>>>,
 }
 
 impl Repositories {
     /// Take before deleting a repository.
-    pub fn change(&self) -> crate::epoch::Change {
+    pub fn change(&self) -> waybill_app::epoch::Change {
         self.epoch.change()
     }
 
@@ -399,7 +402,10 @@ async fn get_repository(
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = RepoKey::parse(key)?;
-    crate::authz::require_repository(&state, &who, key.as_str(), Action::Read).await?;
+    state
+        .security
+        .require_repository(&who, key.as_str(), Action::Read)
+        .await?;
     let repo = existing_repo(&state, &key).await?;
     Ok(axum::Json(json!({
         "key": repo.key.as_str(),
@@ -416,7 +422,7 @@ async fn list_repositories(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let base = base_url(&headers);
-    let readable = crate::authz::readable_repositories(&state, &who).await?;
+    let readable = state.security.readable_repositories(&who).await?;
     let list: Vec<Value> = state
         .store
         .list_repositories()
@@ -656,7 +662,10 @@ async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    crate::authz::require_repository(&state, &who, key.as_str(), Action::Read).await?;
+    state
+        .security
+        .require_repository(&who, key.as_str(), Action::Read)
+        .await?;
     let item = state
         .store
         .get_item(&key, &path)
@@ -842,7 +851,10 @@ async fn storage_get(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    crate::authz::require_repository(&state, &who, key.as_str(), Action::Read).await?;
+    state
+        .security
+        .require_repository(&who, key.as_str(), Action::Read)
+        .await?;
     let repository = existing_repo(&state, &key).await?;
     // Each query mode is its own document: an unknown one is refused, never
     // answered with another.
@@ -1084,7 +1096,10 @@ async fn storage_put(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    crate::authz::require_repository(&state, &who, key.as_str(), Action::Write).await?;
+    state
+        .security
+        .require_repository(&who, key.as_str(), Action::Write)
+        .await?;
     let raw = query
         .get("properties")
         .ok_or_else(|| ApiError::bad_request("missing ?properties="))?;
@@ -1100,7 +1115,10 @@ async fn storage_delete(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    crate::authz::require_repository(&state, &who, key.as_str(), Action::Write).await?;
+    state
+        .security
+        .require_repository(&who, key.as_str(), Action::Write)
+        .await?;
     let raw = query
         .get("properties")
         .ok_or_else(|| ApiError::bad_request("missing ?properties="))?;
@@ -1130,7 +1148,10 @@ async fn patch_metadata(
     Json(body): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    crate::authz::require_repository(&state, &who, key.as_str(), Action::Write).await?;
+    state
+        .security
+        .require_repository(&who, key.as_str(), Action::Write)
+        .await?;
     let recursive = match query.get("recursiveProperties").map(String::as_str) {
         None | Some("0") | Some("false") => false,
         Some("1") | Some("true") => true,
@@ -1288,7 +1309,10 @@ async fn put_build(
     Caller(who): Caller,
     Json(dto): Json<BuildInfoDto>,
 ) -> Result<Response, ApiError> {
-    crate::authz::require_repository(&state, &who, BUILD_INFO, Action::Write).await?;
+    state
+        .security
+        .require_repository(&who, BUILD_INFO, Action::Write)
+        .await?;
     for (field, v) in [("name", &dto.name), ("number", &dto.number)] {
         if v.is_empty() || v.chars().any(|c| c.is_control() || c == '/') {
             return Err(ApiError::bad_request(format!(
@@ -1343,7 +1367,10 @@ async fn get_build(
     Path((name, number)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    crate::authz::require_repository(&state, &who, BUILD_INFO, Action::Read).await?;
+    state
+        .security
+        .require_repository(&who, BUILD_INFO, Action::Read)
+        .await?;
     let build = state
         .store
         .get_build(&name, &number)
@@ -1362,7 +1389,10 @@ async fn list_builds(
     Caller(who): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    crate::authz::require_repository(&state, &who, BUILD_INFO, Action::Read).await?;
+    state
+        .security
+        .require_repository(&who, BUILD_INFO, Action::Read)
+        .await?;
     let mut latest: BTreeMap<String, String> = BTreeMap::new();
     for b in state.store.list_builds(None).await? {
         // Oldest first per name: the last seen is the latest run.
@@ -1387,7 +1417,10 @@ async fn build_runs(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    crate::authz::require_repository(&state, &who, BUILD_INFO, Action::Read).await?;
+    state
+        .security
+        .require_repository(&who, BUILD_INFO, Action::Read)
+        .await?;
     let runs = state.store.list_builds(Some(&name)).await?;
     if runs.is_empty() {
         return Err(ApiError::not_found(format!(
@@ -1440,7 +1473,7 @@ async fn search_aql(
 ) -> Result<Response, ApiError> {
     let query = AqlQuery::parse_at(&body, now_millis())?;
     // Results only from repositories the caller may read.
-    let readable = crate::authz::readable_repositories(&state, &who).await?;
+    let readable = state.security.readable_repositories(&who).await?;
     let results: Vec<Value> = match query.domain {
         Domain::Items => {
             aql::run_items_filtered(state.store.as_ref(), &query, |i| readable(i.repo.as_str()))

@@ -17,10 +17,6 @@ use waybill_core::store::Store;
 
 /// Where the signing key lives (PKCS#8, base64).
 const KEY_SETTING: &str = "security.jwt_signing_key";
-/// The admin scope.
-pub const ADMIN_SCOPE: &str = "applied-permissions/admin";
-/// The ordinary scope.
-pub const USER_SCOPE: &str = "applied-permissions/user";
 
 /// The JWT claims.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
