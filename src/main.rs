@@ -130,8 +130,8 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn sweep(&self) -> waybill_http::sweep::SweepPolicy {
-        waybill_http::sweep::SweepPolicy {
+    fn sweep(&self) -> waybill_app::source::SweepPolicy {
+        waybill_app::source::SweepPolicy {
             interval: std::time::Duration::from_secs_f64(
                 self.sweep_interval_secs.clamp(0.001, 1e9),
             ),
@@ -297,8 +297,8 @@ async fn open_node(
         .restore_lockouts()
         .await
         .context("reading login lockouts")?;
-    waybill_http::sweep::spawn(state.clone(), args.sweep());
-    waybill_http::stats::spawn(state.clone());
+    state.source.spawn_sweeper(args.sweep());
+    state.source.spawn_stats_writer();
     Ok((state, store_kind))
 }
 

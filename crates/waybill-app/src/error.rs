@@ -21,6 +21,8 @@ pub enum ErrorKind {
     Conflict,
     /// A body or an archive over its limit.
     TooLarge,
+    /// The client paused too long while sending; nothing was stored.
+    Stalled,
     /// Too many failed logins: retry after [`Error::retry_after`] seconds.
     /// Only the authenticator uses it; bad input never does.
     Throttled,

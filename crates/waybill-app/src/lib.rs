@@ -13,6 +13,7 @@ mod clock;
 pub mod epoch;
 mod error;
 pub mod security;
+pub mod source;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};

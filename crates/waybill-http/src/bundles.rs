@@ -180,7 +180,7 @@ async fn storing_key(state: &AppState, raw: Option<String>) -> Result<Option<Rep
 /// 400 unless `key` is absent (it will be created as a release-bundles
 /// repository) or already is one.
 pub(crate) async fn check_storing(state: &AppState, key: &RepoKey) -> Result<(), ApiError> {
-    let system = crate::source::RESERVED_REPOS
+    let system = waybill_app::source::RESERVED_REPOS
         .iter()
         .filter(|r| **r != ReleaseBundleVersion::DEFAULT_STORING_REPOSITORY)
         .any(|r| r.eq_ignore_ascii_case(key.as_str()));
@@ -312,7 +312,7 @@ pub(crate) async fn reference_artifacts(
     storing_repository(state, &key).await?;
     let base = storing_path(v)?;
     // Held shared: no blob can be collected while its reference is written.
-    let _content = state.content_lock.read().await;
+    let _content = state.source.content_lock().read().await;
     let now = now_millis();
     let item = |path: &str,
                 size: u64,
@@ -383,7 +383,10 @@ pub(crate) async fn unreference(
         return Ok(());
     }
     let removed = state.store.delete_item(&key, &storing_path(v)?).await?;
-    crate::source::collect_garbage(state, removed.iter().filter_map(Item::sha256)).await
+    Ok(state
+        .source
+        .collect_garbage(removed.iter().filter_map(Item::sha256))
+        .await?)
 }
 
 // ---- handlers ----------------------------------------------------------

@@ -404,7 +404,7 @@ async fn commit(
         }
     }
     // Every blob again, under the content lock so none is collected meanwhile.
-    let _content = ctx.app.content_lock.read().await;
+    let _content = ctx.app.source.content_lock().read().await;
     let held = held_blobs(&ctx, &wanted).await?;
     let mut items = Vec::with_capacity(wanted.len());
     for w in &wanted {
@@ -443,7 +443,7 @@ async fn commit(
         })?;
     drop(_content);
     let freed: Vec<Sha256> = replaced.iter().filter_map(Item::sha256).collect();
-    crate::source::collect_garbage(&ctx.app, freed).await?;
+    ctx.app.source.collect_garbage(freed).await?;
     record_bundle(&ctx, &b, &wanted, now).await?;
     let manifest = Sha256::of(b.payload.as_bytes());
     tracing::info!(bundle = %format!("{}/{}", b.name, b.version), files = wanted.len(), "bundle committed");
@@ -500,7 +500,7 @@ async fn remove(
     let freed: Vec<_> = gone.iter().filter_map(Item::sha256).collect();
     let _changed = ctx.app.renders.change();
     ctx.app.store.delete_version(&name, &version).await?;
-    crate::source::collect_garbage(&ctx.app, freed).await?;
+    ctx.app.source.collect_garbage(freed).await?;
     tracing::info!(bundle = %v.label(), removed, "bundle removed from this edge");
     Ok(axum::Json(json!({"removed_files": removed, "held": true})).into_response())
 }

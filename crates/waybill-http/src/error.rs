@@ -104,6 +104,7 @@ impl From<waybill_app::Error> for ApiError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Stalled => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Throttled => {
                 return ApiError::throttled(e.message(), e.retry_after().unwrap_or(1));
             }

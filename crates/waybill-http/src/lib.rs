@@ -31,11 +31,8 @@ pub mod renders;
 mod security;
 pub mod server;
 mod sites;
-pub mod small_blobs;
 pub mod source;
-pub mod stats;
 mod support_bundle;
-pub mod sweep;
 mod system;
 
 pub use support_bundle::LogRing;
@@ -55,8 +52,8 @@ pub struct AppState {
     pub service_id: ServiceId,
     /// Credentials, permissions, users, tokens and API keys.
     pub security: Security,
-    /// Shared by deploys, exclusive for blob garbage collection (see `source`).
-    pub content_lock: Arc<tokio::sync::RwLock<()>>,
+    /// The source repository: repositories, content and its lifetime.
+    pub source: waybill_app::source::Source,
     /// Client for hub-to-edge calls.
     pub http: reqwest::Client,
     /// How distribution retries a site.
@@ -70,14 +67,8 @@ pub struct AppState {
     /// Held while a distribution is scheduled and while a version is
     /// deleted on the hub, so the two never interleave.
     pub version_guard: Arc<tokio::sync::Mutex<()>>,
-    /// Download counts not yet written (see `stats`).
-    pub downloads: stats::Downloads,
     /// Rendered release-bundle reads (see `renders`).
     pub renders: renders::Renders,
-    /// Repositories read before (see `source::Repositories`).
-    pub repos: source::Repositories,
-    /// Small files' content (see `small_blobs`).
-    pub small_blobs: small_blobs::SmallBlobs,
 }
 
 impl AppState {
@@ -87,26 +78,26 @@ impl AppState {
         blobs: Arc<dyn BlobStore>,
         service_id: ServiceId,
     ) -> AppState {
+        let clock: Arc<dyn waybill_app::Clock> = Arc::new(waybill_app::SystemClock);
+        let security = Security::new(store.clone(), service_id.clone(), clock.clone());
         AppState {
-            security: Security::new(
+            source: waybill_app::source::Source::new(
                 store.clone(),
-                service_id.clone(),
-                Arc::new(waybill_app::SystemClock),
+                blobs.clone(),
+                security.clone(),
+                clock,
             ),
+            security,
             store,
             blobs,
             service_id,
-            content_lock: Arc::default(),
             http: edge_client(),
             retry: distribute::RetryPolicy::default(),
             running: distribute::Running::default(),
             sites: sites::SiteCache::default(),
             logs: LogRing::default(),
             version_guard: Arc::default(),
-            downloads: stats::Downloads::default(),
             renders: renders::Renders::default(),
-            repos: source::Repositories::default(),
-            small_blobs: small_blobs::SmallBlobs::default(),
         }
     }
 }

@@ -129,19 +129,19 @@ async fn accept(
 
 /// The answer to a request body that could not be read: 408 when the
 /// client stalled, 400 otherwise; either way nothing was stored.
-pub(crate) fn body_error(e: axum::Error) -> crate::ApiError {
+pub(crate) fn body_error(e: axum::Error) -> waybill_app::Error {
     let inner = e.into_inner();
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
     while let Some(err) = source {
         if let Some(stalled) = err.downcast_ref::<BodyStalled>() {
-            return crate::ApiError::new(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
+            return waybill_app::Error::new(
+                waybill_app::ErrorKind::Stalled,
                 format!("{stalled}; nothing was stored"),
             );
         }
         source = err.source();
     }
-    crate::ApiError::bad_request(format!(
+    waybill_app::Error::invalid(format!(
         "reading the request body failed: {inner}; nothing was stored"
     ))
 }

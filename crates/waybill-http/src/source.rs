@@ -14,27 +14,25 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
-use waybill_core::StoreErrorKind;
-use waybill_core::aql::{self, Domain, Field, FieldValue, Query as AqlQuery};
+use waybill_app::source::{DeployRequest, Found, NewRepository, PropsEdit, Source, StorageTarget};
+use waybill_core::aql::{Field, FieldValue, Query as AqlQuery};
 use waybill_core::artifact::{
-    Build, BuildFile, BuildModule, Item, ItemKind, ItemPath, RepoKey, Repository, validate_props,
+    Build, BuildFile, BuildModule, Item, ItemKind, ItemPath, RepoKey, validate_props,
 };
 use waybill_core::bundle::Props;
-use waybill_core::digest::{Checksums, Sha256};
-use waybill_core::permissions::Action;
-use waybill_core::store::{BlobInfo, Expected};
+use waybill_core::digest::Checksums;
+use waybill_core::store::Expected;
 use waybill_core::time::{format_http_date, format_iso};
 
 use crate::Caller;
-use crate::now_millis;
-use crate::{ApiError, AppState, Json, Principal};
+use crate::{ApiError, AppState, Json};
 
 /// Which routes to mount.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,21 +47,6 @@ pub enum Mode {
 /// lifecycle feature, including drafts.
 pub const ARTIFACTORY_VERSION: &str = "7.136.0";
 
-/// The repository name build permissions are granted on, as in Artifactory.
-const BUILD_INFO: &str = "artifactory-build-info";
-
-/// Names Waybill manages itself: no one may create an ordinary repository
-/// under them, and bundles may never store into the system ones.
-pub(crate) const RESERVED_REPOS: [&str; 3] = [
-    BUILD_INFO,
-    crate::support_bundle::REPO,
-    waybill_core::bundle::ReleaseBundleVersion::DEFAULT_STORING_REPOSITORY,
-];
-
-/// Bytes gathered from the request body before each blob write.
-const WRITE_CHUNK: usize = 256 << 10;
-/// Bytes read from a blob per response chunk.
-const READ_CHUNK: u64 = 1 << 20;
 /// Bodies up to this size are read before answering, not streamed.
 const WHOLE_BODY_MAX: u64 = 256 << 10;
 
@@ -183,81 +166,6 @@ fn parse_target(repo: &str, raw_path: &str) -> Result<(RepoKey, ItemPath, Props)
     Ok((key, path, props))
 }
 
-/// The checks every content-changing request makes: a valid target below the
-/// root of an existing, writable repository, and a caller allowed to deploy.
-async fn writable_target(
-    state: &AppState,
-    who: &Principal,
-    (repo, raw_path): (&str, &str),
-    action: Action,
-    root_refusal: &str,
-) -> Result<(RepoKey, ItemPath, Props), ApiError> {
-    let (key, path, props) = parse_target(repo, raw_path)?;
-    state
-        .security
-        .require_repository(who, key.as_str(), action)
-        .await?;
-    if existing_repo(state, &key).await?.read_only {
-        return Err(ApiError::forbidden(format!(
-            "repository '{key}' is read-only"
-        )));
-    }
-    if path.is_root() {
-        return Err(ApiError::bad_request(root_refusal.to_string()));
-    }
-    Ok((key, path, props))
-}
-
-/// Repositories read before. A repository never changes once created; it
-/// only goes away, and deleting one takes [`Repositories::change`], so no
-/// entry outlives it. Downloads, storage reads and deploys all start here.
-#[derive(Clone, Debug, Default)]
-pub struct Repositories {
-    epoch: waybill_app::epoch::Epoch,
-    known: std::sync::Arc<std::sync::Mutex<HashMap<RepoKey, (u64, Repository)>>>,
-}
-
-impl Repositories {
-    /// Take before deleting a repository.
-    pub fn change(&self) -> waybill_app::epoch::Change {
-        self.epoch.change()
-    }
-
-    async fn get(
-        &self,
-        store: &dyn waybill_core::store::Store,
-        key: &RepoKey,
-    ) -> Result<Option<Repository>, ApiError> {
-        let epoch = self.epoch.now();
-        if let Some((at, repo)) = self
-            .known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            && *at == epoch
-        {
-            return Ok(Some(repo.clone()));
-        }
-        let Some(repo) = store.get_repository(key).await? else {
-            return Ok(None);
-        };
-        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-        if known.len() >= 4096 {
-            known.clear();
-        }
-        known.insert(key.clone(), (epoch, repo.clone()));
-        Ok(Some(repo))
-    }
-}
-
-async fn existing_repo(state: &AppState, key: &RepoKey) -> Result<Repository, ApiError> {
-    state
-        .repos
-        .get(state.store.as_ref(), key)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("repository '{key}' does not exist")))
-}
-
 fn header_digest<const N: usize>(
     headers: &HeaderMap,
     name: &str,
@@ -320,20 +228,6 @@ fn file_info(base: &str, item: &Item, original: Option<&Expected>) -> Value {
     v
 }
 
-/// Deletes blobs whose last referencing file is gone.
-pub(crate) async fn collect_garbage(
-    state: &AppState,
-    digests: impl IntoIterator<Item = Sha256>,
-) -> Result<(), ApiError> {
-    let _exclusive = state.content_lock.write().await;
-    for d in digests {
-        if state.store.count_content_refs(&d).await? == 0 {
-            state.blobs.delete(&d).await?;
-        }
-    }
-    Ok(())
-}
-
 // ---- repositories ----------------------------------------------------------
 
 #[derive(serde::Deserialize)]
@@ -351,49 +245,18 @@ async fn create_repository(
     Path(key): Path<String>,
     Json(cfg): Json<RepoConfig>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    let key = RepoKey::parse(key)?;
-    if RESERVED_REPOS
-        .iter()
-        .any(|r| r.eq_ignore_ascii_case(key.as_str()))
-    {
-        return Err(ApiError::bad_request(format!(
-            "repository key '{key}' is reserved for Waybill's own use"
-        )));
-    }
-    if let Some(body_key) = &cfg.key
-        && body_key != key.as_str()
-    {
-        return Err(ApiError::bad_request(format!(
-            "body key '{body_key}' differs from the URL key '{key}'"
-        )));
-    }
-    match cfg.rclass.as_deref().unwrap_or("local") {
-        "local" => {}
-        other => {
-            return Err(ApiError::bad_request(format!(
-                "rclass '{other}' is not supported; only local repositories are"
-            )));
-        }
-    }
-    let repo = Repository {
-        key: key.clone(),
-        package_type: cfg.package_type.unwrap_or_else(|| "generic".into()),
-        description: cfg.description.unwrap_or_default(),
-        created: now_millis(),
-        read_only: false,
+    let req = NewRepository {
+        body_key: cfg.key,
+        rclass: cfg.rclass,
+        package_type: cfg.package_type,
+        description: cfg.description,
     };
-    match state.store.create_repository(repo).await {
-        Ok(()) => Ok((
-            StatusCode::OK,
-            format!("Successfully created repository '{key}'"),
-        )
-            .into_response()),
-        Err(e) if e.kind() == StoreErrorKind::Conflict => Err(ApiError::bad_request(format!(
-            "repository '{key}' already exists"
-        ))),
-        Err(e) => Err(e.into()),
-    }
+    let key = state.source.create_repository(&who, &key, req).await?;
+    Ok((
+        StatusCode::OK,
+        format!("Successfully created repository '{key}'"),
+    )
+        .into_response())
 }
 
 async fn get_repository(
@@ -401,12 +264,7 @@ async fn get_repository(
     Caller(who): Caller,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    let key = RepoKey::parse(key)?;
-    state
-        .security
-        .require_repository(&who, key.as_str(), Action::Read)
-        .await?;
-    let repo = existing_repo(&state, &key).await?;
+    let repo = state.source.repository(&who, &key).await?;
     Ok(axum::Json(json!({
         "key": repo.key.as_str(),
         "rclass": "local",
@@ -422,13 +280,11 @@ async fn list_repositories(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let base = base_url(&headers);
-    let readable = state.security.readable_repositories(&who).await?;
     let list: Vec<Value> = state
-        .store
-        .list_repositories()
+        .source
+        .list_repositories(&who)
         .await?
         .into_iter()
-        .filter(|r| readable(r.key.as_str()))
         .map(|r| {
             json!({
                 "key": r.key.as_str(),
@@ -447,15 +303,7 @@ async fn delete_repository(
     Caller(who): Caller,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    let key = RepoKey::parse(key)?;
-    let _changed = state.repos.change();
-    let removed = state
-        .store
-        .delete_repository(&key)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("repository '{key}' does not exist")))?;
-    collect_garbage(&state, removed.iter().filter_map(Item::sha256)).await?;
+    let key = state.source.delete_repository(&who, &key).await?;
     Ok((
         StatusCode::OK,
         format!("Repository '{key}' and all its content have been removed successfully."),
@@ -472,152 +320,33 @@ async fn deploy(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (key, path, props) = writable_target(
-        &state,
-        &who,
-        (&repo, &raw_path),
-        Action::Write,
-        "a deploy needs a path below the repository",
-    )
-    .await?;
-    let expected = Expected {
-        sha256: header_digest(&headers, "x-checksum-sha256")?,
-        sha1: header_digest::<20>(&headers, "x-checksum-sha1")?,
-        md5: header_digest::<16>(&headers, "x-checksum-md5")?,
-    };
-    let checksum_deploy = headers
-        .get("x-checksum-deploy")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let now = now_millis();
-    // Folders: a trailing slash and no body creates a folder.
-    if raw_path.split(';').next().unwrap_or("").ends_with('/') && !checksum_deploy {
-        let folder = Item::folder(key.clone(), path.clone(), now, &who.name);
-        state
-            .store
-            .create_folder(folder)
-            .await
-            .map_err(conflict_to_400)?;
-        let item = state
-            .store
-            .get_item(&key, &path)
-            .await?
-            .ok_or_else(|| ApiError::not_found("folder vanished"))?;
-        return Ok((
-            StatusCode::CREATED,
-            axum::Json(file_info(&base_url(&headers), &item, None)),
-        )
-            .into_response());
-    }
-
-    let shared = state.content_lock.clone();
-    let (info, _guard) = if checksum_deploy {
-        let sha = expected.sha256.ok_or_else(|| {
-            ApiError::bad_request("X-Checksum-Deploy needs an X-Checksum-Sha256 header")
-        })?;
-        let guard = shared.read_owned().await;
-        let known = state
-            .store
-            .find_items(&aql::ItemHint {
-                sha256: Some(sha),
-                ..Default::default()
-            })
-            .await?;
-        let checksums = known
-            .iter()
-            .find_map(|i| i.checksums)
-            .filter(|c| c.sha256 == sha);
-        let size = state.blobs.stat(&sha).await?;
-        match (checksums, size) {
-            (Some(c), Some(size)) => {
-                expected.check(&c).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::CONFLICT,
-                        format!("nothing was stored: {}", e.detail()),
-                    )
-                })?;
-                (
-                    BlobInfo {
-                        digest: sha,
-                        checksums: c,
-                        size,
-                    },
-                    guard,
-                )
-            }
-            _ => {
-                return Err(ApiError::not_found(format!(
-                    "checksum deploy: no content with sha256 {sha} is stored"
-                )));
-            }
-        }
-    } else {
-        let mut writer = state.blobs.writer().await?;
-        let mut stream = body.into_data_stream();
-        let mut buf: Vec<u8> = Vec::with_capacity(WRITE_CHUNK);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(crate::server::body_error)?;
-            buf.extend_from_slice(&chunk);
-            if buf.len() >= WRITE_CHUNK {
-                writer.write(&buf).await?;
-                buf.clear();
-            }
-        }
-        if !buf.is_empty() {
-            writer.write(&buf).await?;
-        }
-        let guard = shared.read_owned().await;
-        let info = writer.commit(expected).await.map_err(|e| match e.kind() {
-            StoreErrorKind::Corrupt => ApiError::new(
-                StatusCode::CONFLICT,
-                format!("nothing was stored: {}", e.detail()),
-            ),
-            _ => e.into(),
-        })?;
-        (info, guard)
-    };
-
-    let item = Item {
-        repo: key.clone(),
-        path: path.clone(),
-        kind: ItemKind::File,
-        size: info.size,
-        checksums: Some(info.checksums),
-        created: now,
-        modified: now,
-        created_by: who.name.clone(),
-        modified_by: who.name.clone(),
+    let (key, path, props) = parse_target(&repo, &raw_path)?;
+    let req = DeployRequest {
+        expected: Expected {
+            sha256: header_digest(&headers, "x-checksum-sha256")?,
+            sha1: header_digest::<20>(&headers, "x-checksum-sha1")?,
+            md5: header_digest::<16>(&headers, "x-checksum-md5")?,
+        },
+        checksum_deploy: headers
+            .get("x-checksum-deploy")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        folder: raw_path.split(';').next().unwrap_or("").ends_with('/'),
         props,
     };
-    let replaced = match state.store.put_file(item.clone()).await {
-        Ok(r) => r,
-        Err(e) => {
-            drop(_guard);
-            collect_garbage(&state, [info.digest]).await?;
-            return Err(conflict_to_400(e));
-        }
-    };
-    drop(_guard);
-    if let Some(old) = replaced
-        .and_then(|r| r.sha256())
-        .filter(|d| *d != info.digest)
-    {
-        collect_garbage(&state, [old]).await?;
-    }
-    let original = (expected != Expected::default()).then_some(&expected);
+    let body = body
+        .into_data_stream()
+        .map(|chunk| chunk.map_err(crate::server::body_error));
+    let deployed = state.source.deploy(&who, (&key, &path), req, body).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(file_info(&base_url(&headers), &item, original)),
+        axum::Json(file_info(
+            &base_url(&headers),
+            &deployed.item,
+            deployed.original.as_ref(),
+        )),
     )
         .into_response())
-}
-
-fn conflict_to_400(e: waybill_core::StoreError) -> ApiError {
-    match e.kind() {
-        StoreErrorKind::Conflict => ApiError::new(StatusCode::CONFLICT, e.to_string()),
-        StoreErrorKind::NotFound => ApiError::not_found(e.to_string()),
-        _ => e.into(),
-    }
 }
 
 /// One `bytes=` range: `Ok(None)` for no (or an unsupported multi-) range.
@@ -662,20 +391,7 @@ async fn download(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    state
-        .security
-        .require_repository(&who, key.as_str(), Action::Read)
-        .await?;
-    let item = state
-        .store
-        .get_item(&key, &path)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("Unable to find item: {key}/{path}")))?;
-    let Some(sums) = item.checksums else {
-        return Err(ApiError::bad_request(format!(
-            "{key}/{path} is a folder; list it with GET /artifactory/api/storage/{key}/{path}"
-        )));
-    };
+    let (item, sums) = state.source.file(&who, (&key, &path)).await?;
     let size = item.size;
     let range = match parse_range(&headers, size) {
         Ok(r) => r,
@@ -712,85 +428,23 @@ async fn download(
     }
     let body = if method == Method::HEAD || len == 0 {
         Body::empty()
-    } else if size <= crate::small_blobs::MAX_FILE {
+    } else if Source::is_small(size) {
         // Small: the whole content, from memory when it was read before.
-        let whole = match state.small_blobs.get(&sums.sha256) {
-            Some(hit) => hit,
-            None => {
-                let read = read_whole(&state, &sums.sha256, 0, size).await?;
-                state.small_blobs.put(sums.sha256, read.clone());
-                read
-            }
-        };
+        let whole = state.source.small_content(&sums.sha256, size).await?;
         Body::from(whole.slice(start as usize..=end as usize))
     } else if len <= WHOLE_BODY_MAX {
         // Read at once: one blocking call, a 500 rather than a cut-off body
         // on failure, and hyper sends head and body in one write.
-        Body::from(read_whole(&state, &sums.sha256, start, len).await?)
+        Body::from(state.source.read_whole(&sums.sha256, start, len).await?)
     } else {
-        let blobs = state.blobs.clone();
-        let digest = sums.sha256;
-        let stream = futures_util::stream::unfold(start, move |at| {
-            let blobs = blobs.clone();
-            async move {
-                if at > end {
-                    return None;
-                }
-                let n = READ_CHUNK.min(end + 1 - at);
-                match blobs.read_range(&digest, at, n).await {
-                    Ok(bytes) if bytes.is_empty() => Some((
-                        Err(std::io::Error::other("blob shorter than its record")),
-                        end + 1,
-                    )),
-                    Ok(bytes) => {
-                        let next = at + bytes.len() as u64;
-                        Some((Ok(Bytes::from(bytes)), next))
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, %digest, "reading blob");
-                        Some((Err(std::io::Error::other(e.to_string())), end + 1))
-                    }
-                }
-            }
-        });
-        Body::from_stream(stream)
+        Body::from_stream(state.source.stream(sums.sha256, start, end))
     };
     if method == Method::GET {
-        state
-            .downloads
-            .record(&format!("{key}/{path}"), &who.name, now_millis());
+        state.source.record_download(&item, &who);
     }
     builder
         .body(body)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
-}
-
-/// `len` bytes of a blob from `start`, all of them or a 500.
-async fn read_whole(
-    state: &AppState,
-    digest: &waybill_core::digest::Sha256,
-    start: u64,
-    len: u64,
-) -> Result<Bytes, ApiError> {
-    let bytes = state
-        .blobs
-        .read_range(digest, start, len)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, %digest, "reading blob");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the content could not be read",
-            )
-        })?;
-    if bytes.len() as u64 != len {
-        tracing::error!(%digest, "blob shorter than its record");
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the stored content is shorter than its record",
-        ));
-    }
-    Ok(Bytes::from(bytes))
 }
 
 fn hv(s: &str) -> HeaderValue {
@@ -802,25 +456,8 @@ async fn delete_path(
     Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (key, path, _) = writable_target(
-        &state,
-        &who,
-        (&repo, &raw_path),
-        Action::Delete,
-        "delete the repository itself with DELETE /artifactory/api/repositories/{key}",
-    )
-    .await?;
-    let removed = state.store.delete_item(&key, &path).await?;
-    if removed.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "Unable to find item: {key}/{path}"
-        )));
-    }
-    // A file deployed again at the path starts its counts afresh.
-    for f in removed.iter().filter(|i| i.kind == ItemKind::File) {
-        crate::stats::remove(&state, &format!("{}/{}", f.repo, f.path)).await?;
-    }
-    collect_garbage(&state, removed.iter().filter_map(Item::sha256)).await?;
+    let (key, path, _) = parse_target(&repo, &raw_path)?;
+    state.source.delete(&who, (&key, &path)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -851,37 +488,27 @@ async fn storage_get(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    state
-        .security
-        .require_repository(&who, key.as_str(), Action::Read)
-        .await?;
-    let repository = existing_repo(&state, &key).await?;
     // Each query mode is its own document: an unknown one is refused, never
     // answered with another.
-    if let Some(unknown) = query.keys().find(|k| !STORAGE_PARAMS.contains(&k.as_str())) {
-        return Err(ApiError::bad_request(format!(
+    let known_modes = || match query.keys().find(|k| !STORAGE_PARAMS.contains(&k.as_str())) {
+        Some(unknown) => Err(waybill_app::Error::invalid(format!(
             "unknown storage query '{unknown}'; this server answers ?properties, ?stats, and ?list with deep, depth, listFolders, mdTimestamps and includeRootPath"
-        )));
-    }
+        ))),
+        None => Ok(()),
+    };
+    let target = state
+        .source
+        .storage(&who, (&key, &path), known_modes)
+        .await?;
     let base = base_url(&headers);
-    let rp = if path.is_root() {
-        key.to_string()
-    } else {
-        format!("{key}/{path}")
-    };
-    let item = if path.is_root() {
-        None
-    } else {
-        Some(
-            state
-                .store
-                .get_item(&key, &path)
-                .await?
-                .ok_or_else(|| ApiError::not_found(format!("Unable to find item: {rp}")))?,
-        )
-    };
+    let rp = target.repo_path();
+    let uri = format!("{base}/api/storage/{rp}");
     if let Some(wanted) = query.get("properties") {
-        let props = item.as_ref().map(|i| i.props.clone()).unwrap_or_default();
+        let props = target
+            .item
+            .as_ref()
+            .map(|i| i.props.clone())
+            .unwrap_or_default();
         let keys: Vec<&str> = wanted.split(',').filter(|k| !k.is_empty()).collect();
         let selected: BTreeMap<&String, &Vec<String>> = props
             .iter()
@@ -892,20 +519,12 @@ async fn storage_get(
                 "No properties could be found: {rp}"
             )));
         }
-        return Ok(axum::Json(
-            json!({"properties": selected, "uri": format!("{base}/api/storage/{rp}")}),
-        )
-        .into_response());
+        return Ok(axum::Json(json!({"properties": selected, "uri": uri})).into_response());
     }
     if query.contains_key("stats") {
-        let Some(file) = item.as_ref().filter(|i| i.kind == ItemKind::File) else {
-            return Err(ApiError::bad_request(format!(
-                "{rp} is not a file; ?stats counts a file's downloads"
-            )));
-        };
-        let s = crate::stats::get(&state, &format!("{}/{}", file.repo, file.path)).await?;
+        let s = state.source.stats(&target).await?;
         return Ok(axum::Json(json!({
-            "uri": format!("{base}/api/storage/{rp}"),
+            "uri": uri,
             "downloadCount": s.count,
             "lastDownloaded": s.last,
             "lastDownloadedBy": s.last_by,
@@ -915,36 +534,27 @@ async fn storage_get(
         .into_response());
     }
     if query.contains_key("list") {
-        let created = item.as_ref().map_or(repository.created, |i| i.created);
-        return file_list(
-            &state,
-            &base,
-            &rp,
-            (&key, &path),
-            item.as_ref(),
-            created,
-            &query,
-        )
-        .await;
+        return file_list(&state, &uri, &target, &query).await;
     }
-    match item {
-        Some(i) if i.kind == ItemKind::File => {
-            Ok(axum::Json(file_info(&base, &i, None)).into_response())
+    let repository = &target.repository;
+    match target.item {
+        Some(ref i) if i.kind == ItemKind::File => {
+            Ok(axum::Json(file_info(&base, i, None)).into_response())
         }
         _ => {
-            let listed = state.store.list_children(&key, &path).await?;
+            let listed = state.source.children(&target).await?;
             let children_modified = listed.iter().map(|c| c.modified).max();
             let children: Vec<Value> = listed
                 .into_iter()
                 .map(|c| json!({"uri": format!("/{}", c.path.name()), "folder": c.kind == ItemKind::Folder}))
                 .collect();
             let mut v = json!({
-                "repo": key.as_str(),
-                "path": format!("/{path}"),
+                "repo": repository.key.as_str(),
+                "path": format!("/{}", target.path),
                 "children": children,
-                "uri": format!("{base}/api/storage/{rp}"),
+                "uri": uri,
             });
-            if let Some(i) = item {
+            if let Some(i) = target.item {
                 v["created"] = format_iso(i.created).into();
                 v["createdBy"] = i.created_by.into();
                 v["lastModified"] = format_iso(i.modified).into();
@@ -981,60 +591,25 @@ const STORAGE_PARAMS: [&str; 8] = [
 /// below a folder, with URIs relative to it.
 async fn file_list(
     state: &AppState,
-    base: &str,
-    rp: &str,
-    (key, path): (&RepoKey, &ItemPath),
-    item: Option<&Item>,
-    created: u64,
+    uri: &str,
+    target: &StorageTarget,
     query: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    if item.is_some_and(|i| i.kind == ItemKind::File) {
-        return Err(ApiError::bad_request(format!(
-            "{rp} is a file; ?list lists folders"
-        )));
-    }
     let flag = |k: &str| query.get(k).is_some_and(|v| v == "1" || v == "true");
-    let deep = flag("deep");
-    let folders = flag("listFolders");
     let depth = match query.get("depth") {
         None => None,
         Some(d) => Some(d.parse::<u64>().map_err(|_| {
             ApiError::bad_request(format!("depth must be a whole number, not '{d}'"))
         })?),
     };
-    let below = |i: &Item| -> Option<String> {
-        if path.is_root() {
-            Some(i.path.to_string())
-        } else {
-            i.path
-                .as_str()
-                .strip_prefix(path.as_str())
-                .and_then(|r| r.strip_prefix('/'))
-                .map(str::to_string)
-        }
-    };
-    let mut files: Vec<(String, &Item)> = Vec::new();
-    let all = state
-        .store
-        .find_items(&waybill_core::aql::ItemHint {
-            repo: Some(key.clone()),
-            ..Default::default()
-        })
-        .await?;
-    for i in &all {
-        let Some(rel) = below(i) else { continue };
-        let level = rel.split('/').count() as u64;
-        let within = if deep {
-            depth.is_none_or(|d| level <= d)
-        } else {
-            level == 1
-        };
-        if within && (folders || i.kind == ItemKind::File) {
-            files.push((rel, i));
-        }
-    }
-    files.sort_by(|a, b| a.0.cmp(&b.0));
-    let files: Vec<Value> = files
+    let created = target
+        .item
+        .as_ref()
+        .map_or(target.repository.created, |i| i.created);
+    let files: Vec<Value> = state
+        .source
+        .below(target, flag("deep"), depth, flag("listFolders"))
+        .await?
         .into_iter()
         .map(|(rel, i)| {
             let mut f = json!({
@@ -1051,7 +626,7 @@ async fn file_list(
         })
         .collect();
     Ok(axum::Json(json!({
-        "uri": format!("{base}/api/storage/{rp}"),
+        "uri": uri,
         "created": format_iso(created),
         "files": files,
     }))
@@ -1059,11 +634,11 @@ async fn file_list(
 }
 
 /// `k=v1,v2;k2=v` into properties.
-fn parse_props_param(raw: &str) -> Result<Props, ApiError> {
+fn parse_props_param(raw: &str) -> Result<Props, waybill_app::Error> {
     let mut props = Props::new();
     for pair in raw.split(';').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').ok_or_else(|| {
-            ApiError::bad_request(format!(
+            waybill_app::Error::invalid(format!(
                 "property '{pair}' has no '='; use key=value1,value2"
             ))
         })?;
@@ -1071,7 +646,7 @@ fn parse_props_param(raw: &str) -> Result<Props, ApiError> {
         props.insert(k.trim().to_string(), values);
     }
     if props.is_empty() {
-        return Err(ApiError::bad_request(
+        return Err(waybill_app::Error::invalid(
             "no properties given; use ?properties=key=value1,value2;key2=value",
         ));
     }
@@ -1079,11 +654,11 @@ fn parse_props_param(raw: &str) -> Result<Props, ApiError> {
     Ok(props)
 }
 
-fn recursive(query: &HashMap<String, String>) -> Result<bool, ApiError> {
+fn recursive(query: &HashMap<String, String>) -> Result<bool, waybill_app::Error> {
     match query.get("recursive").map(String::as_str) {
         None | Some("1") => Ok(true),
         Some("0") => Ok(false),
-        Some(other) => Err(ApiError::bad_request(format!(
+        Some(other) => Err(waybill_app::Error::invalid(format!(
             "recursive must be 0 or 1, not '{other}'"
         ))),
     }
@@ -1096,16 +671,18 @@ async fn storage_put(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    state
-        .security
-        .require_repository(&who, key.as_str(), Action::Write)
-        .await?;
-    let raw = query
-        .get("properties")
-        .ok_or_else(|| ApiError::bad_request("missing ?properties="))?;
-    let props = parse_props_param(raw)?;
-    let recursive = recursive(&query)?;
-    edit_props(&state, (&key, &path), recursive, props, Vec::new()).await
+    let edit = || {
+        let raw = query
+            .get("properties")
+            .ok_or_else(|| waybill_app::Error::invalid("missing ?properties="))?;
+        Ok(PropsEdit {
+            set: parse_props_param(raw)?,
+            recursive: recursive(&query)?,
+            remove: Vec::new(),
+        })
+    };
+    state.source.edit_props(&who, (&key, &path), edit).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn storage_delete(
@@ -1115,25 +692,28 @@ async fn storage_delete(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    state
-        .security
-        .require_repository(&who, key.as_str(), Action::Write)
-        .await?;
-    let raw = query
-        .get("properties")
-        .ok_or_else(|| ApiError::bad_request("missing ?properties="))?;
-    let keys: Vec<String> = raw
-        .split(',')
-        .filter(|k| !k.is_empty())
-        .map(str::to_string)
-        .collect();
-    if keys.is_empty() {
-        return Err(ApiError::bad_request(
-            "no property keys given; use ?properties=key1,key2",
-        ));
-    }
-    let recursive = recursive(&query)?;
-    edit_props(&state, (&key, &path), recursive, Props::new(), keys).await
+    let edit = || {
+        let raw = query
+            .get("properties")
+            .ok_or_else(|| waybill_app::Error::invalid("missing ?properties="))?;
+        let keys: Vec<String> = raw
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .collect();
+        if keys.is_empty() {
+            return Err(waybill_app::Error::invalid(
+                "no property keys given; use ?properties=key1,key2",
+            ));
+        }
+        Ok(PropsEdit {
+            recursive: recursive(&query)?,
+            set: Props::new(),
+            remove: keys,
+        })
+    };
+    state.source.edit_props(&who, (&key, &path), edit).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `PATCH /artifactory/api/metadata/{repo}/{path}` with `{"props": {key:
@@ -1148,79 +728,55 @@ async fn patch_metadata(
     Json(body): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    state
-        .security
-        .require_repository(&who, key.as_str(), Action::Write)
-        .await?;
-    let recursive = match query.get("recursiveProperties").map(String::as_str) {
-        None | Some("0") | Some("false") => false,
-        Some("1") | Some("true") => true,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "recursiveProperties must be 0 or 1, not '{other}'"
-            )));
-        }
-    };
-    let Some(wanted) = body.get("props").and_then(|p| p.as_object()) else {
-        return Err(ApiError::bad_request(
-            "the body must be {\"props\": {key: value, ...}}; a null value removes the key",
-        ));
-    };
-    let mut set = Props::new();
-    let mut remove = Vec::new();
-    for (k, v) in wanted {
-        match v {
-            serde_json::Value::Null => remove.push(k.clone()),
-            serde_json::Value::String(one) => {
-                set.insert(k.clone(), vec![one.clone()]);
-            }
-            serde_json::Value::Array(many) => {
-                let values = many
-                    .iter()
-                    .map(|x| x.as_str().map(str::to_string))
-                    .collect::<Option<Vec<String>>>()
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!("props.{k}: values must be strings"))
-                    })?;
-                set.insert(k.clone(), values);
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "props.{k} must be a string, an array of strings or null, not {other}"
+    let edit = || {
+        let recursive = match query.get("recursiveProperties").map(String::as_str) {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => {
+                return Err(waybill_app::Error::invalid(format!(
+                    "recursiveProperties must be 0 or 1, not '{other}'"
                 )));
             }
+        };
+        let Some(wanted) = body.get("props").and_then(|p| p.as_object()) else {
+            return Err(waybill_app::Error::invalid(
+                "the body must be {\"props\": {key: value, ...}}; a null value removes the key",
+            ));
+        };
+        let mut set = Props::new();
+        let mut remove = Vec::new();
+        for (k, v) in wanted {
+            match v {
+                serde_json::Value::Null => remove.push(k.clone()),
+                serde_json::Value::String(one) => {
+                    set.insert(k.clone(), vec![one.clone()]);
+                }
+                serde_json::Value::Array(many) => {
+                    let values = many
+                        .iter()
+                        .map(|x| x.as_str().map(str::to_string))
+                        .collect::<Option<Vec<String>>>()
+                        .ok_or_else(|| {
+                            waybill_app::Error::invalid(format!(
+                                "props.{k}: values must be strings"
+                            ))
+                        })?;
+                    set.insert(k.clone(), values);
+                }
+                other => {
+                    return Err(waybill_app::Error::invalid(format!(
+                        "props.{k} must be a string, an array of strings or null, not {other}"
+                    )));
+                }
+            }
         }
-    }
-    validate_props(&set)?;
-    edit_props(&state, (&key, &path), recursive, set, remove).await
-}
-
-/// Sets `set` and removes `remove` on an item (and everything below it
-/// when `recursive`), in one store transaction: the one property edit
-/// behind the storage API's PUT and DELETE and the metadata PATCH.
-async fn edit_props(
-    state: &AppState,
-    (key, path): (&RepoKey, &ItemPath),
-    recursive: bool,
-    set: Props,
-    remove: Vec<String>,
-) -> Result<Response, ApiError> {
-    state
-        .store
-        .update_props(
-            key,
-            path,
+        Ok(PropsEdit {
             recursive,
-            Box::new(move |p| {
-                for (k, v) in &set {
-                    p.insert(k.clone(), v.clone());
-                }
-                for k in &remove {
-                    p.remove(k);
-                }
-            }),
-        )
-        .await?;
+            set,
+            remove,
+        })
+    };
+    state.source.edit_props(&who, (&key, &path), edit).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1272,17 +828,17 @@ struct BuildFileDto {
 fn opt_digest<const N: usize>(
     v: &Option<String>,
     what: &str,
-) -> Result<Option<waybill_core::digest::HexDigest<N>>, ApiError> {
+) -> Result<Option<waybill_core::digest::HexDigest<N>>, waybill_app::Error> {
     v.as_deref()
         .filter(|s| !s.is_empty())
         .map(|s| {
             waybill_core::digest::HexDigest::<N>::parse_hex(s)
-                .map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+                .map_err(|e| waybill_app::Error::invalid(format!("{what}: {e}")))
         })
         .transpose()
 }
 
-fn build_file(f: BuildFileDto, at: &str) -> Result<BuildFile, ApiError> {
+fn build_file(f: BuildFileDto, at: &str) -> Result<BuildFile, waybill_app::Error> {
     Ok(BuildFile {
         name: f.name.or(f.id).unwrap_or_default(),
         file_type: f.file_type,
@@ -1309,42 +865,33 @@ async fn put_build(
     Caller(who): Caller,
     Json(dto): Json<BuildInfoDto>,
 ) -> Result<Response, ApiError> {
-    state
-        .security
-        .require_repository(&who, BUILD_INFO, Action::Write)
-        .await?;
-    for (field, v) in [("name", &dto.name), ("number", &dto.number)] {
-        if v.is_empty() || v.chars().any(|c| c.is_control() || c == '/') {
-            return Err(ApiError::bad_request(format!(
-                "build {field} must be non-empty, without '/' or control characters"
-            )));
+    let parse = || {
+        let mut modules = Vec::new();
+        for (mi, m) in dto.modules.into_iter().enumerate() {
+            let mut artifacts = Vec::new();
+            for (i, f) in m.artifacts.into_iter().enumerate() {
+                artifacts.push(build_file(f, &format!("modules[{mi}].artifacts[{i}]"))?);
+            }
+            let mut dependencies = Vec::new();
+            for (i, f) in m.dependencies.into_iter().enumerate() {
+                dependencies.push(build_file(f, &format!("modules[{mi}].dependencies[{i}]"))?);
+            }
+            modules.push(BuildModule {
+                id: m.id,
+                artifacts,
+                dependencies,
+            });
         }
-    }
-    let mut modules = Vec::new();
-    for (mi, m) in dto.modules.into_iter().enumerate() {
-        let mut artifacts = Vec::new();
-        for (i, f) in m.artifacts.into_iter().enumerate() {
-            artifacts.push(build_file(f, &format!("modules[{mi}].artifacts[{i}]"))?);
-        }
-        let mut dependencies = Vec::new();
-        for (i, f) in m.dependencies.into_iter().enumerate() {
-            dependencies.push(build_file(f, &format!("modules[{mi}].dependencies[{i}]"))?);
-        }
-        modules.push(BuildModule {
-            id: m.id,
-            artifacts,
-            dependencies,
-        });
-    }
-    let build = Build {
-        name: dto.name,
-        number: dto.number,
-        started: dto.started,
-        modules,
-        created: now_millis(),
-        created_by: who.name,
+        Ok(Build {
+            name: dto.name,
+            number: dto.number,
+            started: dto.started,
+            modules,
+            created: 0,
+            created_by: String::new(),
+        })
     };
-    state.store.put_build(build).await?;
+    state.source.put_build(&who, parse).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -1367,15 +914,7 @@ async fn get_build(
     Path((name, number)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state
-        .security
-        .require_repository(&who, BUILD_INFO, Action::Read)
-        .await?;
-    let build = state
-        .store
-        .get_build(&name, &number)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("build {name}/{number} does not exist")))?;
+    let build = state.source.build(&who, &name, &number).await?;
     Ok(axum::Json(json!({
         "buildInfo": build_json(&build),
         "uri": format!("{}/api/build/{name}/{number}", base_url(&headers)),
@@ -1389,16 +928,10 @@ async fn list_builds(
     Caller(who): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state
-        .security
-        .require_repository(&who, BUILD_INFO, Action::Read)
-        .await?;
-    let mut latest: BTreeMap<String, String> = BTreeMap::new();
-    for b in state.store.list_builds(None).await? {
-        // Oldest first per name: the last seen is the latest run.
-        latest.insert(b.name, b.started);
-    }
-    let builds: Vec<Value> = latest
+    let builds: Vec<Value> = state
+        .source
+        .builds(&who)
+        .await?
         .iter()
         .map(|(name, started)| json!({"uri": format!("/{name}"), "lastStarted": started}))
         .collect();
@@ -1417,17 +950,10 @@ async fn build_runs(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    state
-        .security
-        .require_repository(&who, BUILD_INFO, Action::Read)
-        .await?;
-    let runs = state.store.list_builds(Some(&name)).await?;
-    if runs.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "No build was found for build name: {name}"
-        )));
-    }
-    let numbers: Vec<Value> = runs
+    let numbers: Vec<Value> = state
+        .source
+        .build_runs(&who, &name)
+        .await?
         .iter()
         .map(|b| json!({"uri": format!("/{}", b.number), "started": b.started}))
         .collect();
@@ -1471,31 +997,17 @@ async fn search_aql(
     Caller(who): Caller,
     body: String,
 ) -> Result<Response, ApiError> {
-    let query = AqlQuery::parse_at(&body, now_millis())?;
-    // Results only from repositories the caller may read.
-    let readable = state.security.readable_repositories(&who).await?;
-    let results: Vec<Value> = match query.domain {
-        Domain::Items => {
-            aql::run_items_filtered(state.store.as_ref(), &query, |i| readable(i.repo.as_str()))
-                .await?
-                .iter()
-                .map(|i| row(&query, i))
-                .collect()
+    let (query, found) = state.source.search(&who, &body).await?;
+    let results: Vec<Value> = match found {
+        Found::Items(items) => items.iter().map(|i| row(&query, i)).collect(),
+        Found::Build(None) => vec![],
+        Found::Build(Some((build, items))) => {
+            let items_query = AqlQuery::parse("items.find()")?;
+            let items: Vec<Value> = items.iter().map(|i| row(&items_query, i)).collect();
+            vec![
+                json!({"build.name": build.name, "build.number": build.number, "build.started": build.started, "items": items}),
+            ]
         }
-        Domain::Builds => match aql::run_build(state.store.as_ref(), &query).await? {
-            None => vec![],
-            Some((build, items)) => {
-                let items_query = AqlQuery::parse("items.find()")?;
-                let items: Vec<Value> = items
-                    .iter()
-                    .filter(|i| readable(i.repo.as_str()))
-                    .map(|i| row(&items_query, i))
-                    .collect();
-                vec![
-                    json!({"build.name": build.name, "build.number": build.number, "build.started": build.started, "items": items}),
-                ]
-            }
-        },
     };
     Ok(aql_response(results, &query))
 }

@@ -433,7 +433,7 @@ async fn store_archive(state: &AppState, id: &str, zip: &[u8], now: u64) -> Resu
             return Err(e.into());
         }
     }
-    let _content = state.content_lock.read().await;
+    let _content = state.source.content_lock().read().await;
     let mut w = state.blobs.writer().await?;
     w.write(zip).await?;
     let info = w.commit(waybill_core::store::Expected::default()).await?;
@@ -648,7 +648,10 @@ pub(crate) async fn delete(
     meta(&state, &id).await?;
     let folder = ItemPath::parse(&id)?;
     let removed = state.store.delete_item(&repo_key()?, &folder).await?;
-    crate::source::collect_garbage(&state, removed.iter().filter_map(Item::sha256)).await?;
+    state
+        .source
+        .collect_garbage(removed.iter().filter_map(Item::sha256))
+        .await?;
     state.store.delete_setting(&format!("{META}{id}")).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
