@@ -9,9 +9,11 @@
 //! This crate knows no HTTP stack, no HTTP client and no storage backend; it
 //! reaches the store through the core's repository traits.
 
+pub mod bundles;
 mod clock;
 pub mod epoch;
 mod error;
+pub mod keys;
 pub mod security;
 pub mod source;
 

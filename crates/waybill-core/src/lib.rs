@@ -21,6 +21,7 @@ pub mod memory;
 pub mod name;
 pub mod permissions;
 pub mod rules;
+pub mod scan;
 pub mod signing;
 pub mod site;
 pub mod state;

@@ -184,8 +184,8 @@ pub(crate) async fn distribute(
         ));
     }
     // Held until the tracker exists: a hub delete then sees it and refuses.
-    let _guard = state.version_guard.lock().await;
-    let v = crate::bundles::existing_version(&state, &name, &version).await?;
+    let _guard = state.bundles.version_guard().lock().await;
+    let v = state.bundles.existing(&name, &version).await?;
     if v.signature.is_none() {
         return Err(ApiError::bad_request(format!(
             "release bundle {} is not signed, and only signed versions can be distributed; \
@@ -210,7 +210,7 @@ pub(crate) async fn distribute(
         return Ok(axum::Json(json!({"id": 0, "sites": refs})).into_response());
     }
     // The hub must hold every blob it is about to send; references keep them.
-    crate::bundles::reference_artifacts(&state, &v, &who.name).await?;
+    state.bundles.reference_artifacts(&v, &who.name).await?;
     let mut tracker = Tracker::new(
         TrackerKind::Distribute,
         &v,
@@ -336,10 +336,10 @@ async fn run(
         && done.delete_on_success
         && let Some(v) = stored
     {
-        let _guard = state.version_guard.lock().await;
+        let _guard = state.bundles.version_guard().lock().await;
         let _changed = state.renders.change();
         state.store.delete_version(&v.name, &v.version).await?;
-        crate::bundles::unreference(state, &v).await?;
+        state.bundles.unreference(&v).await?;
         tracing::info!(bundle = %v.label(), "deleted on the hub after every edge confirmed");
     }
     Ok(())

@@ -130,7 +130,8 @@ async fn install_key(
     let key = body.public_key.clone();
     let info = tokio::task::spawn_blocking(move || waybill_pgp::parse_public(&key).map(|(_, i)| i))
         .await
-        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "key check failed"))??;
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "key check failed"))?
+        .map_err(waybill_app::Error::from)?;
     ctx.app.store.put_setting(HUB_KEY, &body.public_key).await?;
     tracing::info!(key_id = %info.key_id, "hub signing key installed");
     Ok(axum::Json(json!({"key_id": info.key_id})).into_response())

@@ -4,19 +4,16 @@
 //! would turn the PUT into a GET.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use waybill_core::auth::Secret;
 use waybill_core::keys::SigningKey;
-use waybill_pgp::{PgpError, PgpSigner};
 
 use crate::Caller;
-use crate::now_millis;
 use crate::{ApiError, AppState, Json};
 
-const NO_KEY: &str = "No public GPG key exists in Distribution";
+use waybill_app::keys::NO_KEY;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,46 +38,6 @@ fn protocol(p: &str) -> Result<(), ApiError> {
             "unknown key protocol '{other}'; use pgp or gpg"
         ))),
     }
-}
-
-impl From<PgpError> for ApiError {
-    fn from(e: PgpError) -> ApiError {
-        match e {
-            PgpError::Signing(_) => {
-                tracing::error!(error = %e, "signing failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "signing failed; see the server log",
-                )
-            }
-            other => ApiError::bad_request(other.to_string()),
-        }
-    }
-}
-
-/// Validates and stores a pair as the default signing key.
-async fn store_pair(state: &AppState, pair: KeyPair) -> Result<SigningKey, ApiError> {
-    let public = pair
-        .public_key
-        .filter(|k| !k.trim().is_empty())
-        .ok_or_else(|| ApiError::bad_request("public_key is required"))?;
-    let private = pair.private_key.filter(|k| !k.trim().is_empty());
-    let (public_c, private_c) = (public.clone(), private.clone());
-    let info = tokio::task::spawn_blocking(move || {
-        waybill_pgp::check_key_pair(&public_c, private_c.as_deref())
-    })
-    .await
-    .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "key check failed"))??;
-    let key = SigningKey {
-        id: info.key_id,
-        public_key: public,
-        private_key: private.map(Secret::new),
-        created: now_millis(),
-        default: true,
-    };
-    state.store.put_key(key.clone()).await?;
-    tracing::info!(key_id = %key.id, "signing key stored as the default");
-    Ok(key)
 }
 
 /// Pushes `key` to every registered edge and reports per edge, in the seed's shape.
@@ -132,8 +89,10 @@ pub(crate) async fn upload(
     Json(body): Json<UploadBody>,
 ) -> Result<Response, ApiError> {
     protocol(&proto)?;
-    who.require_admin()?;
-    let key = store_pair(&state, body.key).await?;
+    let key = state
+        .keys
+        .store_pair(&who, body.key.public_key, body.key.private_key)
+        .await?;
     if !body.propagate_to_edge_nodes {
         let report = json!({"report": {"message": "", "status": "PROPAGATION_NOT_REQUESTED", "details": []}});
         return Ok(axum::Json(report).into_response());
@@ -178,8 +137,10 @@ pub(crate) async fn put_flat_pgp(
     Caller(who): Caller,
     Json(pair): Json<KeyPair>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    store_pair(&state, pair).await?;
+    state
+        .keys
+        .store_pair(&who, pair.public_key, pair.private_key)
+        .await?;
     // The seed documents HTTP 200 with this body, including its 201.
     Ok((
         StatusCode::OK,
@@ -191,13 +152,13 @@ pub(crate) async fn put_flat_pgp(
 /// `GET /api/v1/keys/{pgp|gpg}`: the public key, and `****` when a private key is held.
 pub(crate) async fn get(
     State(state): State<AppState>,
-    _who: Caller,
+    Caller(who): Caller,
     Path(proto): Path<String>,
 ) -> Result<Response, ApiError> {
     protocol(&proto)?;
     let key = state
-        .store
-        .default_key()
+        .keys
+        .default_key(&who)
         .await?
         .ok_or_else(|| ApiError::not_found(NO_KEY))?;
     let mut body = json!({"public_key": key.public_key});
@@ -205,31 +166,4 @@ pub(crate) async fn get(
         body["private_key"] = "****".into();
     }
     Ok(axum::Json(body).into_response())
-}
-
-/// Unlocks the default signing key with the request's `X-GPG-PASSPHRASE`.
-pub(crate) async fn unlock_default(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<PgpSigner, ApiError> {
-    let key = state.store.default_key().await?.ok_or_else(|| {
-        ApiError::bad_request("no signing key is configured; upload one with POST /api/v1/keys/pgp")
-    })?;
-    let private = key.private_key.ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "signing key {} has no private key; upload the pair",
-            key.id
-        ))
-    })?;
-    let passphrase = headers
-        .get("x-gpg-passphrase")
-        .map(|v| v.to_str().map(str::to_string))
-        .transpose()
-        .map_err(|_| ApiError::bad_request("X-GPG-PASSPHRASE is not text"))?
-        .unwrap_or_default();
-    let signer =
-        tokio::task::spawn_blocking(move || PgpSigner::unlock(private.expose(), &passphrase))
-            .await
-            .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "key unlock failed"))??;
-    Ok(signer)
 }

@@ -54,6 +54,10 @@ pub struct AppState {
     pub security: Security,
     /// The source repository: repositories, content and its lifetime.
     pub source: waybill_app::source::Source,
+    /// Release bundles.
+    pub bundles: waybill_app::bundles::Bundles,
+    /// Signing keys.
+    pub keys: waybill_app::keys::Keys,
     /// Client for hub-to-edge calls.
     pub http: reqwest::Client,
     /// How distribution retries a site.
@@ -64,9 +68,6 @@ pub struct AppState {
     pub sites: sites::SiteCache,
     /// Recent log lines, for support bundles.
     pub logs: LogRing,
-    /// Held while a distribution is scheduled and while a version is
-    /// deleted on the hub, so the two never interleave.
-    pub version_guard: Arc<tokio::sync::Mutex<()>>,
     /// Rendered release-bundle reads (see `renders`).
     pub renders: renders::Renders,
 }
@@ -80,13 +81,26 @@ impl AppState {
     ) -> AppState {
         let clock: Arc<dyn waybill_app::Clock> = Arc::new(waybill_app::SystemClock);
         let security = Security::new(store.clone(), service_id.clone(), clock.clone());
+        let source = waybill_app::source::Source::new(
+            store.clone(),
+            blobs.clone(),
+            security.clone(),
+            clock.clone(),
+        );
+        let keys = waybill_app::keys::Keys::new(store.clone(), clock.clone());
+        let bundles = waybill_app::bundles::Bundles::new(
+            store.clone(),
+            blobs.clone(),
+            security.clone(),
+            source.clone(),
+            keys.clone(),
+            clock,
+        );
         AppState {
-            source: waybill_app::source::Source::new(
-                store.clone(),
-                blobs.clone(),
-                security.clone(),
-                clock,
-            ),
+            renders: renders::Renders::new(bundles.epoch().clone()),
+            source,
+            bundles,
+            keys,
             security,
             store,
             blobs,
@@ -96,8 +110,6 @@ impl AppState {
             running: distribute::Running::default(),
             sites: sites::SiteCache::default(),
             logs: LogRing::default(),
-            version_guard: Arc::default(),
-            renders: renders::Renders::default(),
         }
     }
 }

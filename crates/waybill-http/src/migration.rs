@@ -463,7 +463,7 @@ pub(crate) async fn import(
             .map_err(|e| {
                 ApiError::bad_request(format!("{}: storing_repository: {e}", v.label()))
             })?;
-        crate::bundles::check_storing(&state, &storing).await?;
+        state.bundles.check_storing(&storing).await?;
         match state.store.get_version(&v.name, &v.version).await? {
             Some(existing) if same(&existing, v) => present += 1,
             Some(_) => {

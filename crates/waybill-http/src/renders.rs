@@ -48,7 +48,7 @@ struct Entries {
 }
 
 /// The cache; cheap to clone, shared by every request.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Renders {
     epoch: waybill_app::epoch::Epoch,
     entries: Arc<Mutex<Entries>>,
@@ -61,6 +61,14 @@ impl std::fmt::Debug for Renders {
 }
 
 impl Renders {
+    /// A cache whose entries count while `epoch` (the bundle epoch) stands.
+    pub fn new(epoch: waybill_app::epoch::Epoch) -> Renders {
+        Renders {
+            epoch,
+            entries: Arc::default(),
+        }
+    }
+
     /// Take before writing a version: when the guard drops, after the last
     /// write on every path out, every rendered body stops counting.
     pub fn change(&self) -> waybill_app::epoch::Change {
@@ -136,7 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_retires_every_entry_and_errors_are_not_kept() {
-        let r = Renders::default();
+        let r = Renders::new(Default::default());
         assert_eq!(
             text(r.get_or_render("k".into(), async { body("one") }).await).await,
             "one"
@@ -160,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_render_racing_a_change_is_stale_not_wrong() {
-        let r = Renders::default();
+        let r = Renders::new(Default::default());
         let racing = r.clone();
         let res = r
             .get_or_render("k".into(), async move {
@@ -175,7 +183,7 @@ mod tests {
 
     #[tokio::test]
     async fn headers_survive_the_cache() {
-        let r = Renders::default();
+        let r = Renders::new(Default::default());
         let render = || async {
             let mut res = body("x");
             res.headers_mut()
