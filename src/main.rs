@@ -289,8 +289,12 @@ async fn open_node(
             .await?,
     )?;
     bootstrap_admin(store.as_ref(), &args.data_dir, &rng).await?;
-    let mut state = waybill_http::AppState::new(store, blobs, service_id);
-    state.retry = retry_policy()?;
+    let mut config = waybill_app::HubConfig::new(
+        service_id,
+        Arc::new(waybill_http::edge_client::HttpEdgeTransport::default()),
+    );
+    config.retry = retry_policy()?;
+    let mut state = waybill_http::AppState::with(store, blobs, config);
     state.logs = LOGS.clone();
     state
         .security
@@ -303,8 +307,8 @@ async fn open_node(
 }
 
 /// `WAYBILL_RETRY_ATTEMPTS` and `WAYBILL_RETRY_BASE_MS` tune how distribution retries a site.
-fn retry_policy() -> anyhow::Result<waybill_http::distribute::RetryPolicy> {
-    let mut p = waybill_http::distribute::RetryPolicy::default();
+fn retry_policy() -> anyhow::Result<waybill_app::distribution::RetryPolicy> {
+    let mut p = waybill_app::distribution::RetryPolicy::default();
     if let Ok(v) = std::env::var("WAYBILL_RETRY_ATTEMPTS") {
         p.attempts = v
             .parse()
@@ -333,7 +337,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (state, kind) = open_node(&args, ServiceKind::Distribution).await?;
     // Resume before announcing readiness, and never die of it: a store that
     // is busy now must not take the server down.
-    match waybill_http::distribute::resume(&state).await {
+    match state.distribution.resume().await {
         Ok(0) => {}
         Ok(resumed) => tracing::info!(resumed, "unfinished distributions resumed"),
         Err(e) => {

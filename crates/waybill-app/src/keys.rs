@@ -7,6 +7,7 @@ use waybill_core::keys::SigningKey;
 use waybill_core::store::Store;
 use waybill_pgp::{PgpError, PgpSigner};
 
+use crate::sites::{KeyPush, Sites};
 use crate::{Clock, Error, Principal};
 
 /// What `GET` of the key answers when none is stored, as the seed words it.
@@ -26,12 +27,73 @@ impl From<PgpError> for Error {
 pub struct Keys {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    sites: Sites,
+}
+
+/// What pushing the public key to the edges did.
+#[derive(Clone, Debug)]
+pub enum Propagation {
+    /// There is no key to push.
+    NoKey,
+    /// Key `key_id` went to each registered edge, or did not.
+    Pushed {
+        /// The key's id.
+        key_id: String,
+        /// One entry per registered edge.
+        pushes: Vec<KeyPush>,
+    },
+}
+
+impl Propagation {
+    /// Whether every registered edge got the key (true with no edges).
+    pub fn all_ok(&self) -> bool {
+        match self {
+            Propagation::NoKey => false,
+            Propagation::Pushed { pushes, .. } => pushes.iter().all(|p| p.error.is_none()),
+        }
+    }
 }
 
 impl Keys {
-    /// Keys kept in `store`.
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Keys {
-        Keys { store, clock }
+    /// Keys kept in `store`, propagated to `sites`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, sites: Sites) -> Keys {
+        Keys {
+            store,
+            clock,
+            sites,
+        }
+    }
+
+    /// Stores a checked pair as the default key and, when asked, pushes its
+    /// public half to every edge (admin only). The key is stored even when
+    /// some edge does not take it.
+    pub async fn upload(
+        &self,
+        who: &Principal,
+        public: Option<String>,
+        private: Option<String>,
+        propagate: bool,
+    ) -> Result<(SigningKey, Option<Propagation>), Error> {
+        let key = self.store_pair(who, public, private).await?;
+        if !propagate {
+            return Ok((key, None));
+        }
+        let pushes = self.sites.push_key_to_all(&key.public_key).await?;
+        let id = key.id.clone();
+        Ok((key, Some(Propagation::Pushed { key_id: id, pushes })))
+    }
+
+    /// Pushes the default key's public half to every edge (admin only).
+    pub async fn propagate(&self, who: &Principal) -> Result<Propagation, Error> {
+        who.require_admin()?;
+        let Some(key) = self.store.default_key().await? else {
+            return Ok(Propagation::NoKey);
+        };
+        let pushes = self.sites.push_key_to_all(&key.public_key).await?;
+        Ok(Propagation::Pushed {
+            key_id: key.id,
+            pushes,
+        })
     }
 
     /// Checks a pair and stores it as the default signing key (admin only).

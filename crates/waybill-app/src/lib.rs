@@ -11,12 +11,17 @@
 
 pub mod bundles;
 mod clock;
+pub mod delivery;
+pub mod distribution;
 pub mod epoch;
 mod error;
+mod hub;
 pub mod keys;
 pub mod security;
+pub mod sites;
 pub mod source;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
+pub use hub::{Hub, HubConfig};
 pub use security::Principal;

@@ -160,6 +160,22 @@ impl EdgeSite {
     }
 }
 
+/// The receipt an edge returns for a committed manifest: HMAC-SHA256 under
+/// the pairing token, so only the edge holding the token can produce it.
+pub fn receipt(
+    token: &crate::auth::Secret,
+    name: &str,
+    version: &str,
+    manifest: &crate::digest::Sha256,
+) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token.expose().as_bytes());
+    let tag = ring::hmac::sign(
+        &key,
+        format!("waybill-receipt\n{name}\n{version}\n{manifest}").as_bytes(),
+    );
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +215,18 @@ mod tests {
         ] {
             assert!(ServiceId::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn receipts_bind_token_bundle_and_manifest() {
+        use crate::auth::Secret;
+        use crate::digest::Sha256;
+        let (t, m) = (Secret::new("pairing"), Sha256::of(b"manifest"));
+        let r = receipt(&t, "app", "1.0", &m);
+        assert_eq!(r.len(), 64);
+        assert_eq!(r, receipt(&t, "app", "1.0", &m));
+        assert_ne!(r, receipt(&Secret::new("other"), "app", "1.0", &m));
+        assert_ne!(r, receipt(&t, "app", "1.1", &m));
+        assert_ne!(r, receipt(&t, "app", "1.0", &Sha256::of(b"other")));
     }
 }

@@ -361,16 +361,6 @@ async fn checksums_of(ctx: &EdgeCtx, sha256: Sha256) -> Result<Option<Checksums>
     Ok(known.into_iter().find_map(|i| i.checksums))
 }
 
-/// The receipt for a committed manifest: HMAC-SHA256 under the pairing token.
-pub fn receipt(token: &Secret, name: &str, version: &str, manifest: &Sha256) -> String {
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token.expose().as_bytes());
-    let tag = ring::hmac::sign(
-        &key,
-        format!("waybill-receipt\n{name}\n{version}\n{manifest}").as_bytes(),
-    );
-    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 async fn commit(
     State(ctx): State<EdgeCtx>,
     Json(b): Json<SignedBundle>,
@@ -451,7 +441,7 @@ async fn commit(
     Ok(axum::Json(json!({
         "manifest_sha256": manifest.to_hex(),
         "files": wanted.len(),
-        "receipt": receipt(&ctx.cfg.pairing_token, &b.name, &b.version, &manifest),
+        "receipt": waybill_core::site::receipt(&ctx.cfg.pairing_token, &b.name, &b.version, &manifest),
     }))
     .into_response())
 }

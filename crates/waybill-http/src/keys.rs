@@ -8,12 +8,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use waybill_core::keys::SigningKey;
 
 use crate::Caller;
 use crate::{ApiError, AppState, Json};
 
-use waybill_app::keys::NO_KEY;
+use waybill_app::keys::{NO_KEY, Propagation};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,45 +39,43 @@ fn protocol(p: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Pushes `key` to every registered edge and reports per edge, in the seed's shape.
-async fn propagate_to_edges(
-    state: &AppState,
-    key: Option<&SigningKey>,
-) -> Result<(serde_json::Value, bool), ApiError> {
-    let Some(key) = key else {
-        return Ok((
-            json!({"report": {"message": NO_KEY, "status": "NO_GPG_KEY_TO_PROPAGATE", "details": []}}),
-            false,
-        ));
+/// A propagation report in the seed's shape.
+fn report(p: &Propagation) -> serde_json::Value {
+    let (key_id, pushes) = match p {
+        Propagation::NoKey => {
+            return json!({"report": {"message": NO_KEY, "status": "NO_GPG_KEY_TO_PROPAGATE", "details": []}});
+        }
+        Propagation::Pushed { key_id, pushes } => (key_id, pushes),
     };
-    let sites = state.store.list_sites().await?;
-    let mut details = Vec::new();
-    let mut failures = Vec::new();
-    for site in &sites {
-        let result = crate::sites::push_key_material(state, site, &key.public_key).await;
-        let (status, message) = match &result {
-            Ok(()) => ("SUCCESS", String::new()),
-            Err(why) => {
-                failures.push(format!("{}: {why}", site.name));
-                ("FAILURE", why.clone())
-            }
-        };
-        details.push(json!({"jpd_id": site.service_id.as_str(), "name": site.name, "key_alias": key.id, "status": status, "message": message}));
-    }
-    let status = match (failures.len(), sites.len()) {
+    let details: Vec<serde_json::Value> = pushes
+        .iter()
+        .map(|p| {
+            let (status, message) = match &p.error {
+                None => ("SUCCESS", String::new()),
+                Some(why) => ("FAILURE", why.clone()),
+            };
+            json!({"jpd_id": p.site.service_id.as_str(), "name": p.site.name, "key_alias": key_id, "status": status, "message": message})
+        })
+        .collect();
+    let failures: Vec<String> = pushes
+        .iter()
+        .filter_map(|p| {
+            p.error
+                .as_ref()
+                .map(|why| format!("{}: {why}", p.site.name))
+        })
+        .collect();
+    let status = match (failures.len(), pushes.len()) {
         (0, _) => "SUCCESS",
         (f, n) if f == n => "FAILURE",
         _ => "PARTIAL_SUCCESS",
     };
-    let message = if sites.is_empty() {
+    let message = if pushes.is_empty() {
         "no edge nodes are registered".to_string()
     } else {
         failures.join("; ")
     };
-    Ok((
-        json!({"report": {"message": message, "status": status, "details": details}}),
-        failures.is_empty(),
-    ))
+    json!({"report": {"message": message, "status": status, "details": details}})
 }
 
 /// `POST /api/v1/keys/{pgp|gpg}` (admin only).
@@ -89,22 +86,26 @@ pub(crate) async fn upload(
     Json(body): Json<UploadBody>,
 ) -> Result<Response, ApiError> {
     protocol(&proto)?;
-    let key = state
+    let (_, propagation) = state
         .keys
-        .store_pair(&who, body.key.public_key, body.key.private_key)
+        .upload(
+            &who,
+            body.key.public_key,
+            body.key.private_key,
+            body.propagate_to_edge_nodes,
+        )
         .await?;
-    if !body.propagate_to_edge_nodes {
+    let Some(propagation) = propagation else {
         let report = json!({"report": {"message": "", "status": "PROPAGATION_NOT_REQUESTED", "details": []}});
         return Ok(axum::Json(report).into_response());
-    }
-    let (report, all_ok) = propagate_to_edges(&state, Some(&key)).await?;
+    };
     // The key is stored either way; the caller asked to hear about failures as one.
-    let status = if !all_ok && body.fail_on_propagation_failure {
+    let status = if !propagation.all_ok() && body.fail_on_propagation_failure {
         StatusCode::BAD_REQUEST
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(report)).into_response())
+    Ok((status, axum::Json(report(&propagation))).into_response())
 }
 
 /// `POST /api/v1/keys/{pgp|gpg}/propagate` (admin only).
@@ -114,10 +115,8 @@ pub(crate) async fn propagate(
     Path(proto): Path<String>,
 ) -> Result<Response, ApiError> {
     protocol(&proto)?;
-    who.require_admin()?;
-    let key = state.store.default_key().await?;
-    let (report, _) = propagate_to_edges(&state, key.as_ref()).await?;
-    Ok(axum::Json(report).into_response())
+    let propagation = state.keys.propagate(&who).await?;
+    Ok(axum::Json(report(&propagation)).into_response())
 }
 
 /// `PUT /api/v1/keys/{pgp|gpg}`: the flat body (admin only).

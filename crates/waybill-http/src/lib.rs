@@ -24,6 +24,7 @@ mod bundles;
 pub mod distribute;
 pub mod dto;
 pub mod edge;
+pub mod edge_client;
 pub mod error;
 mod keys;
 mod migration;
@@ -58,14 +59,10 @@ pub struct AppState {
     pub bundles: waybill_app::bundles::Bundles,
     /// Signing keys.
     pub keys: waybill_app::keys::Keys,
-    /// Client for hub-to-edge calls.
-    pub http: reqwest::Client,
-    /// How distribution retries a site.
-    pub retry: distribute::RetryPolicy,
-    /// Cancellation flags of the trackers the engine is running now.
-    pub running: distribute::Running,
-    /// The edge sites and their selection index.
-    pub sites: sites::SiteCache,
+    /// Edge sites.
+    pub sites: waybill_app::sites::Sites,
+    /// Distribution and its engine.
+    pub distribution: waybill_app::distribution::Distribution,
     /// Recent log lines, for support bundles.
     pub logs: LogRing,
     /// Rendered release-bundle reads (see `renders`).
@@ -73,58 +70,38 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over a store and blob store.
+    /// State over a store and blob store, reaching edges over HTTP.
     pub fn new(
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
         service_id: ServiceId,
     ) -> AppState {
-        let clock: Arc<dyn waybill_app::Clock> = Arc::new(waybill_app::SystemClock);
-        let security = Security::new(store.clone(), service_id.clone(), clock.clone());
-        let source = waybill_app::source::Source::new(
-            store.clone(),
-            blobs.clone(),
-            security.clone(),
-            clock.clone(),
-        );
-        let keys = waybill_app::keys::Keys::new(store.clone(), clock.clone());
-        let bundles = waybill_app::bundles::Bundles::new(
-            store.clone(),
-            blobs.clone(),
-            security.clone(),
-            source.clone(),
-            keys.clone(),
-            clock,
-        );
+        let transport = Arc::new(edge_client::HttpEdgeTransport::default());
+        let config = waybill_app::HubConfig::new(service_id, transport);
+        AppState::with(store, blobs, config)
+    }
+
+    /// State over a store and blob store, as `config` says.
+    pub fn with(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        config: waybill_app::HubConfig,
+    ) -> AppState {
+        let hub = waybill_app::Hub::new(store.clone(), blobs.clone(), config);
         AppState {
-            renders: renders::Renders::new(bundles.epoch().clone()),
-            source,
-            bundles,
-            keys,
-            security,
+            renders: renders::Renders::new(hub.bundles.epoch().clone()),
+            service_id: hub.service_id,
+            security: hub.security,
+            source: hub.source,
+            keys: hub.keys,
+            bundles: hub.bundles,
+            sites: hub.sites,
+            distribution: hub.distribution,
             store,
             blobs,
-            service_id,
-            http: edge_client(),
-            retry: distribute::RetryPolicy::default(),
-            running: distribute::Running::default(),
-            sites: sites::SiteCache::default(),
             logs: LogRing::default(),
         }
     }
-}
-
-/// The client for hub-to-edge calls. Edges never redirect, so a redirect
-/// is refused rather than followed to another host. There is no read
-/// timeout for all calls: an edge's commit re-verifies every blob and may
-/// rightly stay silent for minutes; short calls set their own total timeout.
-fn edge_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .tcp_keepalive(std::time::Duration::from_secs(30))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_default()
 }
 
 /// Wall-clock time as the store keeps it: the core has no clock, so the
