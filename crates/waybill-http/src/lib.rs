@@ -369,7 +369,16 @@ pub fn edge_router(state: AppState, cfg: edge::EdgeConfig) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(refuse_large_bodies))
         .with_state(state.clone());
-    edge::routes(state, cfg)
+    let edge = waybill_edge::Edge::new(
+        state.store.clone(),
+        state.blobs.clone(),
+        state.source.clone(),
+        std::sync::Arc::new(waybill_app::SystemClock),
+        state.bundles.epoch().clone(),
+        state.service_id.clone(),
+        cfg,
+    );
+    edge::routes(edge)
         .merge(public)
         .layer(middleware::from_fn(error::wire_errors))
         .layer(middleware::from_fn(log_request))
