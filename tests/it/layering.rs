@@ -82,6 +82,15 @@ fn the_application_layer_knows_no_wire_and_no_backend() {
     assert_free_of("waybill-app", BACKENDS);
 }
 
+/// The hub reaches edges only through `EdgeTransport`: the application
+/// layer never links the edge's domain, and the edge knows no wire.
+#[test]
+fn the_edge_domain_stands_apart_from_the_hub_and_the_wire() {
+    assert_free_of("waybill-app", &["waybill-edge"]);
+    assert_free_of("waybill-edge", HTTP);
+    assert_free_of("waybill-edge", BACKENDS);
+}
+
 #[test]
 fn backends_depend_on_the_core_and_not_on_each_other() {
     for (krate, other) in [

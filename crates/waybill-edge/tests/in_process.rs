@@ -1,0 +1,651 @@
+//! A hub and its edges in one process, over memory stores and the
+//! in-process transport: distributions run in milliseconds without
+//! sockets, faults are injected at each step, and a hub that "crashes" (its
+//! runtime dropped mid-delivery) is rebuilt over the same stores and must
+//! finish the job without re-sending anything an edge already verified.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use waybill_app::bundles::VersionRequest;
+use waybill_app::delivery::{
+    Committed, DeliveryError, EdgeTransport, OutgoingBlob, SignedBundle, Unproven,
+};
+use waybill_app::distribution::{DistributeRequest, RetryPolicy};
+use waybill_app::epoch::Epoch;
+use waybill_app::security::Security;
+use waybill_app::sites::SiteRegistration;
+use waybill_app::source::{DeployRequest, NewRepository, Source};
+use waybill_app::{Clock, Hub, HubConfig, Principal, SystemClock};
+use waybill_core::artifact::{ItemPath, RepoKey};
+use waybill_core::auth::Secret;
+use waybill_core::bundle::{Spec, SpecQuery};
+use waybill_core::digest::Sha256;
+use waybill_core::memory::{MemoryBlobStore, MemoryStore};
+use waybill_core::name::{BundleName, BundleVersion};
+use waybill_core::rules::DistributionRule;
+use waybill_core::site::{EdgeSite, ServiceId, ServiceKind, ulid_from_parts};
+use waybill_core::store::{BlobStore, ItemRepo, TrackerRepo};
+use waybill_core::tracker::{SiteStatus, Tracker};
+use waybill_edge::local::LocalTransport;
+use waybill_edge::{Edge, EdgeConfig};
+
+const PASSPHRASE: &str = "correct horse battery staple";
+const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/keys");
+
+fn admin() -> Principal {
+    Principal {
+        name: "admin".into(),
+        admin: true,
+        groups: vec![],
+        reduced: false,
+    }
+}
+
+/// One edge: its stores outlive any hub runtime.
+struct EdgeNode {
+    url: String,
+    token: String,
+    store: Arc<MemoryStore>,
+    blobs: Arc<MemoryBlobStore>,
+}
+
+/// The hub's stores and the edges: what survives a hub crash.
+struct World {
+    store: Arc<MemoryStore>,
+    blobs: Arc<MemoryBlobStore>,
+    edges: Vec<EdgeNode>,
+    local: LocalTransport,
+    /// The contents deployed, by path.
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl World {
+    /// A hub's stores and `n` edges attached to an in-process transport.
+    fn new(n: usize) -> World {
+        let local = LocalTransport::default();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let edges = (0..n)
+            .map(|i| {
+                let store = Arc::new(MemoryStore::new());
+                let blobs = Arc::new(MemoryBlobStore::new());
+                let service_id =
+                    ServiceId::new(ServiceKind::Edge, ulid_from_parts(1, 1000 + i as u128));
+                let security = Security::new(store.clone(), service_id.clone(), clock.clone());
+                let source = Source::new(store.clone(), blobs.clone(), security, clock.clone());
+                let token = format!("pairing-token-{i}");
+                let edge = Edge::new(
+                    store.clone(),
+                    blobs.clone(),
+                    source,
+                    clock.clone(),
+                    Epoch::default(),
+                    service_id,
+                    EdgeConfig {
+                        site_name: format!("edge-{i}"),
+                        city: "Berlin".into(),
+                        country: "DE".into(),
+                        pairing_token: Secret::new(token.clone()),
+                    },
+                );
+                let url = format!("http://edge-{i}.test");
+                local.attach(&url, edge);
+                EdgeNode {
+                    url,
+                    token,
+                    store,
+                    blobs,
+                }
+            })
+            .collect();
+        // Five files, two with the same content: four distinct blobs.
+        let files = vec![
+            ("libs/a.bin".to_string(), vec![1u8; 3000]),
+            ("libs/b.bin".to_string(), vec![2u8; 70_000]),
+            ("libs/c.bin".to_string(), b"small".to_vec()),
+            ("libs/dup/a-again.bin".to_string(), vec![1u8; 3000]),
+            ("libs/d.bin".to_string(), vec![4u8; 2 << 20]),
+        ];
+        World {
+            store: Arc::new(MemoryStore::new()),
+            blobs: Arc::new(MemoryBlobStore::new()),
+            edges,
+            local,
+            files,
+        }
+    }
+
+    /// A hub over the world's hub stores, reaching edges through `transport`.
+    fn hub(&self, transport: Arc<dyn EdgeTransport>) -> Hub {
+        let mut config = HubConfig::new(
+            ServiceId::new(ServiceKind::Distribution, ulid_from_parts(1, 1)),
+            transport,
+        );
+        // Retries come at once: tests wait for outcomes, not for backoff.
+        config.retry = RetryPolicy {
+            attempts: 4,
+            base: Duration::from_millis(1),
+        };
+        Hub::new(self.store.clone(), self.blobs.clone(), config)
+    }
+
+    fn distinct_blobs(&self) -> BTreeSet<Sha256> {
+        self.files.iter().map(|(_, c)| Sha256::of(c)).collect()
+    }
+}
+
+/// Deploys the files, stores the signing key, registers every edge and
+/// creates a signed version `app/1.0`.
+async fn set_up(world: &World, hub: &Hub) {
+    let who = admin();
+    let public = std::fs::read_to_string(format!("{KEYS}/ed25519-protected.pub.asc")).unwrap();
+    let secret = std::fs::read_to_string(format!("{KEYS}/ed25519-protected.sec.asc")).unwrap();
+    hub.keys
+        .store_pair(&who, Some(public), Some(secret))
+        .await
+        .unwrap();
+    hub.source
+        .create_repository(&who, "libs", NewRepository::default())
+        .await
+        .unwrap();
+    for (path, content) in &world.files {
+        let (repo, rest) = path.split_once('/').unwrap();
+        let body =
+            futures_util::stream::iter([Ok::<_, waybill_app::Error>(Bytes::from(content.clone()))]);
+        hub.source
+            .deploy(
+                &who,
+                (
+                    &RepoKey::parse(repo).unwrap(),
+                    &ItemPath::parse(rest).unwrap(),
+                ),
+                DeployRequest::default(),
+                body,
+            )
+            .await
+            .unwrap();
+    }
+    for (i, e) in world.edges.iter().enumerate() {
+        let registered = hub
+            .sites
+            .register(
+                &who,
+                SiteRegistration {
+                    name: format!("edge-{i}"),
+                    url: e.url.clone(),
+                    token: e.token.clone(),
+                    city_name: "Berlin".into(),
+                    country_code: "DE".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(registered.key_sent, "the edge took the signing key");
+    }
+    let req = VersionRequest {
+        spec: Spec {
+            queries: vec![SpecQuery {
+                aql: r#"items.find({"repo": "libs"})"#.into(),
+                query_name: String::new(),
+                mappings: vec![],
+                added_props: vec![],
+            }],
+        },
+        sign_immediately: true,
+        ..Default::default()
+    };
+    let d = hub
+        .bundles
+        .create(&who, &name(), &version(), req, &Secret::new(PASSPHRASE))
+        .await
+        .unwrap();
+    assert_eq!(d.version.artifacts.len(), world.files.len());
+}
+
+fn name() -> BundleName {
+    BundleName::parse("app").unwrap()
+}
+
+fn version() -> BundleVersion {
+    BundleVersion::parse("1.0").unwrap()
+}
+
+async fn distribute(hub: &Hub) -> u64 {
+    let req = DistributeRequest {
+        rules: vec![DistributionRule::default()],
+        auto_create: true,
+        ..Default::default()
+    };
+    hub.distribution
+        .distribute(&admin(), &name(), &version(), req)
+        .await
+        .unwrap()
+        .tracker
+        .expect("not a dry run")
+}
+
+/// The tracker once it finished (a panic after 20 s).
+async fn finished(hub: &Hub, id: u64) -> Tracker {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let view = hub
+            .distribution
+            .tracker(&admin(), &name(), &version(), &id.to_string())
+            .await
+            .unwrap();
+        if view.tracker.finished.is_some() {
+            return view.tracker;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tracker {id} never finished: {:?}",
+            view.tracker
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Every file is visible on the edge with its content's checksum, and each
+/// blob it holds hashes to its name.
+async fn assert_delivered(world: &World, edge: &EdgeNode) {
+    for (path, content) in &world.files {
+        let (repo, rest) = path.split_once('/').unwrap();
+        let item = edge
+            .store
+            .get_item(
+                &RepoKey::parse(repo).unwrap(),
+                &ItemPath::parse(rest).unwrap(),
+            )
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{path} is not on {}", edge.url));
+        assert_eq!(item.sha256(), Some(Sha256::of(content)), "{path}");
+        let held = edge
+            .blobs
+            .read_range(&Sha256::of(content), 0, content.len() as u64 + 1)
+            .await
+            .unwrap();
+        assert_eq!(&held, content, "{path}: the edge holds exactly its bytes");
+    }
+}
+
+async fn held(edge: &EdgeNode) -> BTreeSet<Sha256> {
+    edge.blobs
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.digest)
+        .collect()
+}
+
+/// One call the hub made, as the transport saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Call {
+    Prepare(String),
+    Send(String, Sha256),
+    Commit(String),
+    Remove(String),
+}
+
+/// Where a fault strikes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    None,
+    /// The nth blob sent (from 1, across edges) fails transiently once.
+    TransientSend(usize),
+    /// Every commit is refused.
+    RefuseCommit,
+    /// The hub dies as it calls prepare.
+    CrashAtPrepare,
+    /// The hub dies as it sends the nth blob (from 1); earlier ones arrived.
+    CrashAtSend(usize),
+    /// The hub dies after the edge committed, before it hears the answer.
+    CrashAfterCommit,
+    /// The hub dies while one edge (the last) is being prepared, after the
+    /// others completed.
+    CrashAtLastEdge,
+}
+
+/// The in-process transport with a log of calls and one injected fault.
+#[derive(Debug)]
+struct Faulty {
+    inner: LocalTransport,
+    fault: Fault,
+    sends: AtomicUsize,
+    log: Mutex<Vec<Call>>,
+    /// Set when the hub reached its crash point (and hangs there).
+    crashed: Arc<AtomicBool>,
+    last_url: String,
+}
+
+impl Faulty {
+    fn new(world: &World, fault: Fault) -> Arc<Faulty> {
+        Arc::new(Faulty {
+            inner: world.local.clone(),
+            fault,
+            sends: AtomicUsize::new(0),
+            log: Mutex::new(vec![]),
+            crashed: Arc::new(AtomicBool::new(false)),
+            last_url: world.edges.last().unwrap().url.clone(),
+        })
+    }
+
+    fn log(&self, call: Call) {
+        self.log.lock().unwrap().push(call);
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The hub "dies" here: the call never returns, and the test drops
+    /// the hub's runtime.
+    async fn crash(&self) -> ! {
+        self.crashed.store(true, Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+#[async_trait::async_trait]
+impl EdgeTransport for Faulty {
+    async fn identify(
+        &self,
+        url: &str,
+        token: &Secret,
+        timeout: Duration,
+    ) -> Result<ServiceId, Unproven> {
+        self.inner.identify(url, token, timeout).await
+    }
+
+    async fn install_key(&self, site: &EdgeSite, public_key: &str) -> Result<(), String> {
+        self.inner.install_key(site, public_key).await
+    }
+
+    async fn prepare(
+        &self,
+        site: &EdgeSite,
+        bundle: &SignedBundle,
+    ) -> Result<Vec<Sha256>, DeliveryError> {
+        self.log(Call::Prepare(site.url.clone()));
+        match self.fault {
+            Fault::CrashAtPrepare => self.crash().await,
+            Fault::CrashAtLastEdge if site.url == self.last_url => self.crash().await,
+            _ => {}
+        }
+        self.inner.prepare(site, bundle).await
+    }
+
+    async fn send_blob(&self, site: &EdgeSite, blob: OutgoingBlob) -> Result<(), DeliveryError> {
+        let n = self.sends.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.fault {
+            Fault::TransientSend(k) if k == n => {
+                self.log(Call::Send(site.url.clone(), blob.digest));
+                return Err(DeliveryError::Transient("connection reset".into()));
+            }
+            Fault::CrashAtSend(k) if n >= k => self.crash().await,
+            _ => {}
+        }
+        self.log(Call::Send(site.url.clone(), blob.digest));
+        self.inner.send_blob(site, blob).await
+    }
+
+    async fn commit(
+        &self,
+        site: &EdgeSite,
+        bundle: &SignedBundle,
+    ) -> Result<Committed, DeliveryError> {
+        self.log(Call::Commit(site.url.clone()));
+        if self.fault == Fault::RefuseCommit {
+            return Err(DeliveryError::Refused(
+                "this edge is read-only today".into(),
+            ));
+        }
+        let answer = self.inner.commit(site, bundle).await;
+        if self.fault == Fault::CrashAfterCommit {
+            self.crash().await
+        }
+        answer
+    }
+
+    async fn remove(
+        &self,
+        site: &EdgeSite,
+        name: &str,
+        version: &str,
+    ) -> Result<(), DeliveryError> {
+        self.log(Call::Remove(site.url.clone()));
+        self.inner.remove(site, name, version).await
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_and_three_edges_distribute_in_process() {
+    let world = World::new(3);
+    let transport = Faulty::new(&world, Fault::None);
+    let hub = world.hub(transport.clone());
+    set_up(&world, &hub).await;
+    let started = Instant::now();
+    let id = distribute(&hub).await;
+    let t = finished(&hub, id).await;
+    assert_eq!(t.status(), SiteStatus::Completed, "{t:?}");
+    for edge in &world.edges {
+        assert_delivered(&world, edge).await;
+    }
+    // Each edge got each distinct blob exactly once.
+    let sends: Vec<Call> = transport
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Send(..)))
+        .collect();
+    assert_eq!(sends.len(), 3 * world.distinct_blobs().len(), "{sends:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    // Again: every edge holds everything, so nothing is sent.
+    let again = distribute(&hub).await;
+    assert_eq!(finished(&hub, again).await.status(), SiteStatus::Completed);
+    let sends_after = transport
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Send(..)))
+        .count();
+    assert_eq!(
+        sends_after,
+        sends.len(),
+        "a re-distribution sends no content"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_send_failure_is_retried_without_resending_what_arrived() {
+    let world = World::new(1);
+    let transport = Faulty::new(&world, Fault::TransientSend(2));
+    let hub = world.hub(transport.clone());
+    set_up(&world, &hub).await;
+    let id = distribute(&hub).await;
+    let t = finished(&hub, id).await;
+    assert_eq!(t.status(), SiteStatus::Completed, "{t:?}");
+    assert_delivered(&world, &world.edges[0]).await;
+    let calls = transport.calls();
+    let prepares = calls
+        .iter()
+        .filter(|c| matches!(c, Call::Prepare(_)))
+        .count();
+    assert_eq!(prepares, 2, "the retry prepared again: {calls:?}");
+    // Only the failed blob went twice (once failing, once arriving).
+    let mut sent: Vec<Sha256> = calls
+        .iter()
+        .filter_map(|c| match c {
+            Call::Send(_, d) => Some(*d),
+            _ => None,
+        })
+        .collect();
+    sent.sort();
+    let distinct: BTreeSet<Sha256> = sent.iter().copied().collect();
+    assert_eq!(distinct, world.distinct_blobs());
+    assert_eq!(sent.len(), distinct.len() + 1, "{sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_commit_fails_the_site_and_shows_nothing_on_the_edge() {
+    let world = World::new(1);
+    let transport = Faulty::new(&world, Fault::RefuseCommit);
+    let hub = world.hub(transport.clone());
+    set_up(&world, &hub).await;
+    let id = distribute(&hub).await;
+    let t = finished(&hub, id).await;
+    assert_eq!(t.status(), SiteStatus::Failed, "{t:?}");
+    assert!(
+        t.sites[0]
+            .general_error
+            .contains("commit: this edge is read-only today"),
+        "{:?}",
+        t.sites[0].general_error
+    );
+    let items = world.edges[0]
+        .store
+        .find_items(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        items.is_empty(),
+        "nothing visible without a commit: {items:?}"
+    );
+    // A refusal is not retried.
+    let commits = transport
+        .calls()
+        .iter()
+        .filter(|c| matches!(c, Call::Commit(_)))
+        .count();
+    assert_eq!(commits, 1);
+}
+
+/// Runs a distribution until the hub "crashes" at `fault`, drops the hub's
+/// runtime, then builds a new hub over the same stores, resumes, and checks
+/// that the distribution completes without re-sending verified content.
+fn crash_then_resume(fault: Fault, edges: usize) {
+    let world = World::new(edges);
+    let first = Faulty::new(&world, fault);
+    let rt = runtime();
+    let id = rt.block_on(async {
+        let hub = world.hub(first.clone());
+        set_up(&world, &hub).await;
+        let id = distribute(&hub).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !first.crashed.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "never reached {fault:?}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        if fault == Fault::CrashAtLastEdge {
+            // The other edges finish while the last one hangs.
+            loop {
+                let t = world.store.get_tracker(id).await.unwrap().unwrap();
+                let done = t
+                    .sites
+                    .iter()
+                    .filter(|s| s.status == SiteStatus::Completed)
+                    .count();
+                if done == edges - 1 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the other edges never completed: {t:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        id
+    });
+    // The crash: every task of the hub stops where it is.
+    rt.shutdown_background();
+
+    let mut before = Vec::new();
+    let rt = runtime();
+    rt.block_on(async {
+        for e in &world.edges {
+            before.push(held(e).await);
+        }
+        let t = world.store.get_tracker(id).await.unwrap().unwrap();
+        assert!(
+            t.finished.is_none(),
+            "the crash left the tracker open: {t:?}"
+        );
+        let completed_before: BTreeSet<String> = t
+            .sites
+            .iter()
+            .filter(|s| s.status == SiteStatus::Completed)
+            .map(|s| s.name.clone())
+            .collect();
+        if fault == Fault::CrashAtLastEdge {
+            assert_eq!(completed_before.len(), edges - 1, "{t:?}");
+        }
+
+        let second = Faulty::new(&world, Fault::None);
+        let hub = world.hub(second.clone());
+        assert_eq!(hub.distribution.resume().await.unwrap(), 1);
+        let t = finished(&hub, id).await;
+        assert_eq!(t.status(), SiteStatus::Completed, "{fault:?}: {t:?}");
+        for (i, e) in world.edges.iter().enumerate() {
+            assert_delivered(&world, e).await;
+            let resent: Vec<Sha256> = second
+                .calls()
+                .into_iter()
+                .filter_map(|c| match c {
+                    Call::Send(url, d) if url == e.url && before[i].contains(&d) => Some(d),
+                    _ => None,
+                })
+                .collect();
+            assert!(
+                resent.is_empty(),
+                "{fault:?}: {} got verified blobs again: {resent:?}",
+                e.url
+            );
+            if completed_before.contains(&format!("edge-{i}")) {
+                let touched = second.calls().iter().any(|c| match c {
+                    Call::Prepare(u) | Call::Commit(u) | Call::Send(u, _) | Call::Remove(u) => {
+                        *u == e.url
+                    }
+                });
+                assert!(!touched, "{fault:?}: a completed site was worked on again");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_hub_that_dies_at_prepare_finishes_after_restart() {
+    crash_then_resume(Fault::CrashAtPrepare, 2);
+}
+
+#[test]
+fn a_hub_that_dies_mid_transfer_sends_only_what_is_missing_after_restart() {
+    crash_then_resume(Fault::CrashAtSend(3), 1);
+}
+
+#[test]
+fn a_hub_that_dies_at_its_first_send_finishes_after_restart() {
+    crash_then_resume(Fault::CrashAtSend(1), 1);
+}
+
+#[test]
+fn a_hub_that_dies_after_the_edge_committed_finishes_without_resending() {
+    crash_then_resume(Fault::CrashAfterCommit, 1);
+}
+
+#[test]
+fn a_hub_that_dies_with_some_sites_completed_leaves_them_alone_after_restart() {
+    crash_then_resume(Fault::CrashAtLastEdge, 3);
+}
