@@ -261,11 +261,16 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A node's storage and identity, with its bootstrap admin.
+struct Opened {
+    store: Arc<dyn waybill::store::Store>,
+    blobs: Arc<dyn waybill::store::BlobStore>,
+    service_id: ServiceId,
+    kind: StoreKind,
+}
+
 /// A node's store, blobs, identity and bootstrap admin, ready to serve.
-async fn open_node(
-    args: &ServeArgs,
-    kind: ServiceKind,
-) -> anyhow::Result<(waybill_http::AppState, StoreKind)> {
+async fn open_node(args: &ServeArgs, kind: ServiceKind) -> anyhow::Result<Opened> {
     let store_kind: StoreKind = args.store.parse()?;
     create_private_dir(&args.data_dir)?;
     let store = open_store(store_kind, &args.data_dir).with_context(|| {
@@ -289,21 +294,12 @@ async fn open_node(
             .await?,
     )?;
     bootstrap_admin(store.as_ref(), &args.data_dir, &rng).await?;
-    let mut config = waybill_app::HubConfig::new(
+    Ok(Opened {
+        store,
+        blobs,
         service_id,
-        Arc::new(waybill_http::edge_client::HttpEdgeTransport::default()),
-    );
-    config.retry = retry_policy()?;
-    let mut state = waybill_http::AppState::with(store, blobs, config);
-    state.logs = LOGS.clone();
-    state
-        .security
-        .restore_lockouts()
-        .await
-        .context("reading login lockouts")?;
-    state.source.spawn_sweeper(args.sweep());
-    state.source.spawn_stats_writer();
-    Ok((state, store_kind))
+        kind: store_kind,
+    })
 }
 
 /// `WAYBILL_RETRY_ATTEMPTS` and `WAYBILL_RETRY_BASE_MS` tune how distribution retries a site.
@@ -334,7 +330,20 @@ async fn bind(args: &ServeArgs) -> anyhow::Result<(tokio::net::TcpListener, Sock
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (state, kind) = open_node(&args, ServiceKind::Distribution).await?;
+    let opened = open_node(&args, ServiceKind::Distribution).await?;
+    let kind = opened.kind;
+    let mut config = waybill_app::HubConfig::new(
+        opened.service_id,
+        Arc::new(waybill_http::edge_client::HttpEdgeTransport::default()),
+    );
+    config.retry = retry_policy()?;
+    config.logs = LOGS.clone();
+    let hub = waybill_app::Hub::new(opened.store, opened.blobs, config);
+    hub.node()
+        .start(args.sweep())
+        .await
+        .context("reading login lockouts")?;
+    let state = waybill_http::HubState::from(hub);
     // Resume before announcing readiness, and never die of it: a store that
     // is busy now must not take the server down.
     match state.distribution.resume().await {
@@ -378,7 +387,9 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
             args.country
         );
     }
-    let (state, kind) = open_node(&args.node, ServiceKind::Edge).await?;
+    let opened = open_node(&args.node, ServiceKind::Edge).await?;
+    let kind = opened.kind;
+    let service_id = opened.service_id.clone();
     let cfg = waybill_http::edge::EdgeConfig {
         site_name: args.site_name.clone(),
         city: args.city.clone(),
@@ -386,7 +397,14 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
         pairing_token: waybill::auth::Secret::new(pairing_token(&args, &SystemRandom::new())?),
     };
     let (listener, addr) = bind(&args.node).await?;
-    tracing::info!(%addr, store = %kind, site = %cfg.site_name, service_id = %state.service_id, "waybill edge started");
+    let state =
+        waybill_http::EdgeState::new(opened.store, opened.blobs, service_id.clone(), cfg.clone());
+    state
+        .node()
+        .start(args.node.sweep())
+        .await
+        .context("reading login lockouts")?;
+    tracing::info!(%addr, store = %kind, site = %cfg.site_name, %service_id, "waybill edge started");
     if let Some(hub) = args.register_with.clone() {
         let user = std::env::var("WAYBILL_HUB_USER").unwrap_or_else(|_| "admin".into());
         let password =
@@ -406,7 +424,7 @@ async fn edge(args: EdgeArgs) -> anyhow::Result<()> {
     }
     http_serve(
         listener,
-        waybill_http::edge_router(state, cfg),
+        waybill_http::edge_router(state),
         args.node.limits(),
     )
     .await?;

@@ -120,3 +120,31 @@ fn backends_depend_on_the_core_and_not_on_each_other() {
         );
     }
 }
+
+/// The wire crate parses, calls a use-case and renders: it reaches no
+/// store or blob store itself (its states hold none, and no handler calls
+/// one), so every rule about what is stored lives in the application layer.
+#[test]
+fn the_http_crate_calls_no_store() {
+    let field = regex::Regex::new(r"\.(store|blobs)\b").unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/waybill-http/src");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        checked += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            assert!(
+                !field.is_match(code),
+                "{}:{}: the HTTP crate reaches storage: {line}",
+                path.display(),
+                n + 1
+            );
+        }
+    }
+    assert!(checked > 10, "sanity: the sources were read");
+}

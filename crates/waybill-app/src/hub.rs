@@ -6,13 +6,17 @@ use std::sync::Arc;
 use waybill_core::site::ServiceId;
 use waybill_core::store::{BlobStore, Store};
 
+use crate::Node;
 use crate::bundles::Bundles;
 use crate::delivery::EdgeTransport;
 use crate::distribution::{Distribution, RetryPolicy};
 use crate::keys::Keys;
+use crate::migration::Migration;
 use crate::security::Security;
 use crate::sites::Sites;
 use crate::source::Source;
+use crate::support::{LogRing, Support};
+use crate::system::System;
 use crate::{Clock, SystemClock};
 
 /// What a hub is built with besides its storage.
@@ -26,6 +30,8 @@ pub struct HubConfig {
     pub retry: RetryPolicy,
     /// The wall clock.
     pub clock: Arc<dyn Clock>,
+    /// Recent log lines, for support bundles.
+    pub logs: LogRing,
 }
 
 impl HubConfig {
@@ -37,6 +43,7 @@ impl HubConfig {
             transport,
             retry: RetryPolicy::default(),
             clock: Arc::new(SystemClock),
+            logs: LogRing::default(),
         }
     }
 }
@@ -58,9 +65,25 @@ pub struct Hub {
     pub sites: Sites,
     /// Distribution and its engine.
     pub distribution: Distribution,
+    /// Support bundles.
+    pub support: Support,
+    /// Moving release bundles between hubs.
+    pub migration: Migration,
+    /// Health and system settings.
+    pub system: System,
 }
 
 impl Hub {
+    /// The node part of this hub: what it shares with edges.
+    pub fn node(&self) -> Node {
+        Node {
+            service_id: self.service_id.clone(),
+            security: self.security.clone(),
+            source: self.source.clone(),
+            system: self.system.clone(),
+        }
+    }
+
     /// A hub over `store` and `blobs`.
     pub fn new(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>, config: HubConfig) -> Hub {
         let HubConfig {
@@ -68,12 +91,17 @@ impl Hub {
             transport,
             retry,
             clock,
+            logs,
         } = config;
-        let security = Security::new(store.clone(), service_id.clone(), clock.clone());
-        let source = Source::new(
+        let Node {
+            security,
+            source,
+            system,
+            ..
+        } = Node::new(
             store.clone(),
             blobs.clone(),
-            security.clone(),
+            service_id.clone(),
             clock.clone(),
         );
         let sites = Sites::new(store.clone(), transport);
@@ -84,6 +112,20 @@ impl Hub {
             security.clone(),
             source.clone(),
             keys.clone(),
+            clock.clone(),
+        );
+        let support = Support::new(
+            store.clone(),
+            blobs.clone(),
+            source.clone(),
+            service_id.clone(),
+            clock.clone(),
+            logs,
+        );
+        let migration = Migration::new(
+            store.clone(),
+            bundles.clone(),
+            service_id.clone(),
             clock.clone(),
         );
         let distribution = Distribution::new(
@@ -103,6 +145,9 @@ impl Hub {
             bundles,
             sites,
             distribution,
+            support,
+            migration,
+            system,
         }
     }
 }

@@ -17,11 +17,16 @@ pub mod epoch;
 mod error;
 mod hub;
 pub mod keys;
+pub mod migration;
+mod node;
 pub mod security;
 pub mod sites;
 pub mod source;
+pub mod support;
+pub mod system;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, ErrorKind, Result};
 pub use hub::{Hub, HubConfig};
+pub use node::Node;
 pub use security::Principal;

@@ -9,11 +9,11 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::Caller;
-use crate::{ApiError, AppState};
+use crate::{ApiError, HubState};
 
 /// `POST /artifactory/api/security/apiKey`: a key for the caller.
 pub(crate) async fn create(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let key = state.security.create_api_key(&who).await?;
@@ -22,7 +22,7 @@ pub(crate) async fn create(
 
 /// `PUT /artifactory/api/security/apiKey`: a new key replaces the caller's.
 pub(crate) async fn regenerate(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let key = state.security.replace_api_key(&who).await?;
@@ -31,7 +31,7 @@ pub(crate) async fn regenerate(
 
 /// `GET /artifactory/api/security/apiKey`: whether the caller has a key.
 pub(crate) async fn get(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let exists = state.security.has_api_key(&who).await?;
@@ -40,7 +40,7 @@ pub(crate) async fn get(
 
 /// `DELETE /artifactory/api/security/apiKey`: revokes the caller's key.
 pub(crate) async fn delete(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     state.security.revoke_api_key(&who).await?;

@@ -11,7 +11,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 use waybill_app::security::{Credentials, Security};
 
-use crate::AppState;
 use crate::error::ApiError;
 pub use waybill_app::Principal;
 
@@ -63,11 +62,11 @@ pub(crate) fn authenticate_request(
 
 /// Middleware for every route but the anonymous ones: no valid credential, no entry.
 pub async fn require_auth(
-    State(state): State<AppState>,
+    State(security): State<Security>,
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate_request(&state.security, &req).await?;
+    let principal = authenticate_request(&security, &req).await?;
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }

@@ -13,7 +13,7 @@ use waybill_core::permissions::{Action, Permission, Resource};
 use waybill_core::rules::DistributionRule;
 
 use crate::Caller;
-use crate::{ApiError, AppState, Json};
+use crate::{ApiError, HubState, Json};
 
 #[derive(Serialize, Deserialize, Default)]
 pub(crate) struct PrincipalsDto {
@@ -97,7 +97,7 @@ impl From<PatternsDto> for Patterns {
 
 /// `PUT /api/v1/security/permissions/{name}`: create or replace; 200 with the permission.
 pub(crate) async fn put_permission(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
     Json(dto): Json<PermissionDto>,
@@ -125,7 +125,7 @@ pub(crate) async fn put_permission(
 
 /// `GET /api/v1/security/permissions`.
 pub(crate) async fn list_permissions(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let all = state.security.list_permissions(&who).await?;
@@ -134,7 +134,7 @@ pub(crate) async fn list_permissions(
 
 /// `GET /api/v1/security/permissions/{name}`.
 pub(crate) async fn get_permission(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -144,7 +144,7 @@ pub(crate) async fn get_permission(
 
 /// `DELETE /api/v1/security/permissions/{name}`.
 pub(crate) async fn delete_permission(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -170,7 +170,7 @@ fn group_json(g: &GroupView) -> Value {
 
 /// `PUT /api/v1/security/groups/{name}`: 201 creates, 200 replaces.
 pub(crate) async fn put_group(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
     Json(dto): Json<GroupDto>,
@@ -189,7 +189,7 @@ pub(crate) async fn put_group(
 
 /// `GET /api/v1/security/groups`.
 pub(crate) async fn list_groups(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let groups = state.security.list_groups(&who).await?;
@@ -198,7 +198,7 @@ pub(crate) async fn list_groups(
 
 /// `GET /api/v1/security/groups/{name}`.
 pub(crate) async fn get_group(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -208,7 +208,7 @@ pub(crate) async fn get_group(
 
 /// `DELETE /api/v1/security/groups/{name}`: also removes the membership.
 pub(crate) async fn delete_group(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {

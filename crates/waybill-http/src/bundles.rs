@@ -23,7 +23,7 @@ use waybill_core::store::Page;
 use waybill_core::time::format_iso;
 
 use crate::Caller;
-use crate::{ApiError, AppState, Json, Principal};
+use crate::{ApiError, HubState, Json, Principal};
 
 /// Versions per page in listings, as the seed documents.
 const PAGE_SIZE: u64 = 10;
@@ -205,7 +205,7 @@ fn answer(status: StatusCode, v: &ReleaseBundleVersion) -> Response {
 
 /// `POST /api/v1/release_bundle`.
 pub(crate) async fn create(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     headers: HeaderMap,
     Json(body): Json<BundleBody>,
@@ -241,7 +241,7 @@ pub(crate) async fn create(
 
 /// `PUT /api/v1/release_bundle/{name}/{version}`: only while OPEN.
 pub(crate) async fn update(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     headers: HeaderMap,
     Path((name, version)): Path<(String, String)>,
@@ -262,7 +262,7 @@ pub(crate) async fn update(
 
 /// `POST /api/v1/release_bundle/{name}/{version}/sign`.
 pub(crate) async fn sign(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     headers: HeaderMap,
     Path((name, version)): Path<(String, String)>,
@@ -292,7 +292,7 @@ pub(crate) struct GetQuery {
 
 /// `GET /api/v1/release_bundle/{name}/{version|LATEST}?format=json|jws|jose`.
 pub(crate) async fn get_version(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
     Query(q): Query<GetQuery>,
@@ -311,7 +311,7 @@ pub(crate) async fn get_version(
 }
 
 async fn render_version(
-    state: &AppState,
+    state: &HubState,
     who: &Principal,
     name: &BundleName,
     version: &str,
@@ -404,7 +404,7 @@ fn start_pos(q: &ListQuery) -> Result<u64, ApiError> {
 
 /// `GET /api/v1/release_bundle`: every version, newest first, 10 per page.
 pub(crate) async fn list_all(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
@@ -430,7 +430,7 @@ pub(crate) async fn list_all(
 }
 
 async fn list_page(
-    state: &AppState,
+    state: &HubState,
     who: &Principal,
     name: Option<&BundleName>,
     start: u64,
@@ -451,7 +451,7 @@ async fn list_page(
 
 /// `GET /api/v1/release_bundle/{name}`: 404 for an unknown bundle.
 pub(crate) async fn list_bundle(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
     Query(q): Query<ListQuery>,
@@ -471,7 +471,7 @@ pub(crate) async fn list_bundle(
 
 /// `DELETE /api/v1/release_bundle/{name}/{version}`: 204, or 404.
 pub(crate) async fn delete_version(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
@@ -482,7 +482,7 @@ pub(crate) async fn delete_version(
 
 /// `DELETE /api/v1/release_bundle/{name}`: every version; 204, or 404.
 pub(crate) async fn delete_bundle(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -493,7 +493,7 @@ pub(crate) async fn delete_bundle(
 
 /// `GET /api/v1/scan_policy` (a Waybill extension; admin only).
 pub(crate) async fn get_policy(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     Ok(axum::Json(state.bundles.scan_policy(&who).await?).into_response())
@@ -501,7 +501,7 @@ pub(crate) async fn get_policy(
 
 /// `PUT /api/v1/scan_policy` (a Waybill extension; admin only).
 pub(crate) async fn put_policy(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Json(policy): Json<ScanPolicy>,
 ) -> Result<Response, ApiError> {
@@ -511,7 +511,7 @@ pub(crate) async fn put_policy(
 
 /// `POST /api/v1/release_bundle/{name}/{version}/trigger_xray_scan`.
 pub(crate) async fn trigger_scan(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {

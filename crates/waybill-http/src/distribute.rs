@@ -15,7 +15,7 @@ use waybill_core::time::format_iso;
 use waybill_core::tracker::{Tracker, TrackerKind};
 
 use crate::Caller;
-use crate::{ApiError, AppState, Json};
+use crate::{ApiError, HubState, Json};
 
 #[derive(Deserialize, Default)]
 pub(crate) struct RuleDto {
@@ -74,7 +74,7 @@ fn names(name: String, version: String) -> Result<(BundleName, BundleVersion), A
 
 /// `POST /api/v1/distribution/{name}/{version}`.
 pub(crate) async fn distribute(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
     Json(body): Json<DistributeBody>,
@@ -98,7 +98,7 @@ pub(crate) async fn distribute(
 /// an unknown bundle or version. Only the sites the caller's destination
 /// permissions allow are stopped.
 pub(crate) async fn abort(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
@@ -114,7 +114,7 @@ pub(crate) async fn abort(
 /// `POST /api/v1/distribution/{name}/{version}/delete`: removes the version
 /// from the selected edges, tracked as `delete_release_bundle_version`.
 pub(crate) async fn delete_from_edges(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
     Json(body): Json<DeleteBody>,
@@ -179,7 +179,7 @@ fn rendered(views: Vec<TrackerView>) -> Vec<Value> {
 
 /// `GET /api/v1/release_bundle/distribution`.
 pub(crate) async fn status_all(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let views = state.distribution.trackers(&who).await?;
@@ -188,7 +188,7 @@ pub(crate) async fn status_all(
 
 /// `GET /api/v1/release_bundle/{name}/distribution`.
 pub(crate) async fn status_bundle(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -201,7 +201,7 @@ pub(crate) async fn status_bundle(
 /// version has no distributions, as after a completed delete from edges
 /// (the JFrog CLI's sync delete waits for exactly that).
 pub(crate) async fn status_version(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
@@ -215,7 +215,7 @@ pub(crate) async fn status_version(
 
 /// `GET /api/v1/release_bundle/{name}/{version}/distribution/{id}`: one object.
 pub(crate) async fn status_tracker(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path((name, version, id)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {

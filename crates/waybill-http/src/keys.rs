@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::Caller;
-use crate::{ApiError, AppState, Json};
+use crate::{ApiError, HubState, Json};
 
 use waybill_app::keys::{NO_KEY, Propagation};
 
@@ -80,7 +80,7 @@ fn report(p: &Propagation) -> serde_json::Value {
 
 /// `POST /api/v1/keys/{pgp|gpg}` (admin only).
 pub(crate) async fn upload(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(proto): Path<String>,
     Json(body): Json<UploadBody>,
@@ -110,7 +110,7 @@ pub(crate) async fn upload(
 
 /// `POST /api/v1/keys/{pgp|gpg}/propagate` (admin only).
 pub(crate) async fn propagate(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(proto): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -121,7 +121,7 @@ pub(crate) async fn propagate(
 
 /// `PUT /api/v1/keys/{pgp|gpg}`: the flat body (admin only).
 pub(crate) async fn put_flat(
-    state: State<AppState>,
+    state: State<HubState>,
     Caller(who): Caller,
     Path(proto): Path<String>,
     body: Json<KeyPair>,
@@ -132,7 +132,7 @@ pub(crate) async fn put_flat(
 
 /// `PUT //api/v1/keys/pgp`, the JFrog client's double-slash path (admin only).
 pub(crate) async fn put_flat_pgp(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Json(pair): Json<KeyPair>,
 ) -> Result<Response, ApiError> {
@@ -150,7 +150,7 @@ pub(crate) async fn put_flat_pgp(
 
 /// `GET /api/v1/keys/{pgp|gpg}`: the public key, and `****` when a private key is held.
 pub(crate) async fn get(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(proto): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -3,19 +3,24 @@
 //! This crate owns the wire: the DTOs in [`dto`], the mapping from core
 //! errors to statuses in [`error`], and authentication in [`auth`]. Handlers
 //! translate wire JSON to core types by hand, so the core never learns a wire
-//! format. Build the router with [`router`] over an [`AppState`].
+//! format. Build the hub's router with [`router`] over a [`HubState`], and an
+//! edge's with [`edge_router`] over an [`EdgeState`].
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Request};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use waybill_app::source::Source;
+use waybill_app::system::System;
+use waybill_app::{Hub, Node};
 use waybill_core::site::ServiceId;
 use waybill_core::store::{BlobStore, Store};
+use waybill_edge::Edge;
 
 mod apikeys;
 pub mod auth;
@@ -36,88 +41,135 @@ pub mod source;
 mod support_bundle;
 mod system;
 
-pub use support_bundle::LogRing;
+pub use waybill_app::support::LogRing;
 
 pub use auth::{Caller, Principal};
 pub use error::ApiError;
 pub use waybill_app::security::Security;
 
-/// Everything handlers need, cheap to clone.
+/// The hub's state: every use-case of the hub, and the wire's read caches.
+/// Cheap to clone. It dereferences to the [`Hub`], so handlers write
+/// `state.bundles.create(…)`; it holds no store, so handlers cannot reach one.
 #[derive(Clone, Debug)]
-pub struct AppState {
-    /// Records.
-    pub store: Arc<dyn Store>,
-    /// Content.
-    pub blobs: Arc<dyn BlobStore>,
-    /// This server's stable id, `jfds@<ulid>`.
-    pub service_id: ServiceId,
-    /// Credentials, permissions, users, tokens and API keys.
-    pub security: Security,
-    /// The source repository: repositories, content and its lifetime.
-    pub source: waybill_app::source::Source,
-    /// Release bundles.
-    pub bundles: waybill_app::bundles::Bundles,
-    /// Signing keys.
-    pub keys: waybill_app::keys::Keys,
-    /// Edge sites.
-    pub sites: waybill_app::sites::Sites,
-    /// Distribution and its engine.
-    pub distribution: waybill_app::distribution::Distribution,
-    /// Recent log lines, for support bundles.
-    pub logs: LogRing,
+pub struct HubState {
+    hub: Hub,
     /// Rendered release-bundle reads (see `renders`).
-    pub renders: renders::Renders,
+    pub(crate) renders: renders::Renders,
 }
 
-impl AppState {
-    /// State over a store and blob store, reaching edges over HTTP.
+impl std::ops::Deref for HubState {
+    type Target = Hub;
+
+    fn deref(&self) -> &Hub {
+        &self.hub
+    }
+}
+
+impl HubState {
+    /// A hub over a store and blob store, reaching edges over HTTP.
     pub fn new(
         store: Arc<dyn Store>,
         blobs: Arc<dyn BlobStore>,
         service_id: ServiceId,
-    ) -> AppState {
+    ) -> HubState {
         let transport = Arc::new(edge_client::HttpEdgeTransport::default());
         let config = waybill_app::HubConfig::new(service_id, transport);
-        AppState::with(store, blobs, config)
+        HubState::from(Hub::new(store, blobs, config))
     }
+}
 
-    /// State over a store and blob store, as `config` says.
-    pub fn with(
-        store: Arc<dyn Store>,
-        blobs: Arc<dyn BlobStore>,
-        config: waybill_app::HubConfig,
-    ) -> AppState {
-        let hub = waybill_app::Hub::new(store.clone(), blobs.clone(), config);
-        AppState {
+impl From<Hub> for HubState {
+    fn from(hub: Hub) -> HubState {
+        HubState {
             renders: renders::Renders::new(hub.bundles.epoch().clone()),
-            service_id: hub.service_id,
-            security: hub.security,
-            source: hub.source,
-            keys: hub.keys,
-            bundles: hub.bundles,
-            sites: hub.sites,
-            distribution: hub.distribution,
-            store,
-            blobs,
-            logs: LogRing::default(),
+            hub,
         }
     }
 }
 
-/// Wall-clock time as the store keeps it: the core has no clock, so the
-/// adapter reads it here, once for every handler.
-pub(crate) fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+impl FromRef<HubState> for Source {
+    fn from_ref(s: &HubState) -> Source {
+        s.source.clone()
+    }
+}
+
+impl FromRef<HubState> for Security {
+    fn from_ref(s: &HubState) -> Security {
+        s.security.clone()
+    }
+}
+
+impl FromRef<HubState> for System {
+    fn from_ref(s: &HubState) -> System {
+        s.system.clone()
+    }
+}
+
+/// An edge's state: what every node serves, and the edge's own domain.
+/// It carries none of the hub's fields.
+#[derive(Clone, Debug)]
+pub struct EdgeState {
+    node: Node,
+    edge: Edge,
+}
+
+impl EdgeState {
+    /// An edge over a store and blob store.
+    pub fn new(
+        store: Arc<dyn Store>,
+        blobs: Arc<dyn BlobStore>,
+        service_id: ServiceId,
+        config: edge::EdgeConfig,
+    ) -> EdgeState {
+        let clock: Arc<dyn waybill_app::Clock> = Arc::new(waybill_app::SystemClock);
+        let node = Node::new(
+            store.clone(),
+            blobs.clone(),
+            service_id.clone(),
+            clock.clone(),
+        );
+        // No release-bundle reads are served on edges, so nothing caches them.
+        let edge = Edge::new(
+            store,
+            blobs,
+            node.source.clone(),
+            clock,
+            waybill_app::epoch::Epoch::default(),
+            service_id,
+            config,
+        );
+        EdgeState { node, edge }
+    }
+
+    /// What this edge shares with every node.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl FromRef<EdgeState> for Source {
+    fn from_ref(s: &EdgeState) -> Source {
+        s.node.source.clone()
+    }
+}
+
+impl FromRef<EdgeState> for Security {
+    fn from_ref(s: &EdgeState) -> Security {
+        s.node.security.clone()
+    }
+}
+
+impl FromRef<EdgeState> for System {
+    fn from_ref(s: &EdgeState) -> System {
+        s.node.system.clone()
+    }
 }
 
 /// The server version reported by `system/info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The whole HTTP surface.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: HubState) -> Router {
     let anonymous = Router::new()
         .route("/distribution/api/v1/system/ping", get(system::ping))
         .route("/distribution/api/v1/system/info", get(system::info))
@@ -298,7 +350,7 @@ pub fn router(state: AppState) -> Router {
         .merge(source::routes(source::Mode::ReadWrite))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.security.clone(),
             auth::require_auth,
         ));
     Router::new()
@@ -351,7 +403,7 @@ pub const BODY_LIMIT: usize = 2 << 20;
 
 /// An edge node's surface: the read-only source API for its users, and the
 /// distribution API for its paired hub.
-pub fn edge_router(state: AppState, cfg: edge::EdgeConfig) -> Router {
+pub fn edge_router(state: EdgeState) -> Router {
     let anonymous = Router::new()
         .route("/distribution/api/v1/system/ping", get(system::ping))
         .merge(source::anonymous_routes());
@@ -359,7 +411,7 @@ pub fn edge_router(state: AppState, cfg: edge::EdgeConfig) -> Router {
         .merge(source::routes(source::Mode::ReadOnly))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.node.security.clone(),
             auth::require_auth,
         ));
     let public = Router::new()
@@ -369,16 +421,7 @@ pub fn edge_router(state: AppState, cfg: edge::EdgeConfig) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(refuse_large_bodies))
         .with_state(state.clone());
-    let edge = waybill_edge::Edge::new(
-        state.store.clone(),
-        state.blobs.clone(),
-        state.source.clone(),
-        std::sync::Arc::new(waybill_app::SystemClock),
-        state.bundles.epoch().clone(),
-        state.service_id.clone(),
-        cfg,
-    );
-    edge::routes(edge)
+    edge::routes(state.edge)
         .merge(public)
         .layer(middleware::from_fn(error::wire_errors))
         .layer(middleware::from_fn(log_request))
@@ -388,7 +431,7 @@ pub fn edge_router(state: AppState, cfg: edge::EdgeConfig) -> Router {
 /// route: on protected paths an unauthenticated caller gets 401 first, as
 /// for every other request there (`OPTIONS` included).
 async fn method_not_allowed(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(security): axum::extract::State<Security>,
     req: Request,
 ) -> Response {
     let path = req.uri().path().to_string();
@@ -404,7 +447,7 @@ async fn method_not_allowed(
     if anonymous {
         return refuse(req).await;
     }
-    match auth::authenticate_request(&state.security, &req).await {
+    match auth::authenticate_request(&security, &req).await {
         Ok(_) => refuse(req).await,
         Err(e) => e.into_response(),
     }

@@ -13,7 +13,7 @@ use waybill_app::security::{TokenRef, UserChange};
 use waybill_core::auth::User;
 
 use crate::Caller;
-use crate::{ApiError, AppState, Json, Principal};
+use crate::{ApiError, HubState, Json, Principal};
 
 fn flag(form: &HashMap<String, String>, key: &str, default: bool) -> Result<bool, ApiError> {
     match form.get(key).map(String::as_str) {
@@ -48,7 +48,7 @@ fn token_response(access: String, refresh: Option<String>, expires_in: u64, scop
 /// `POST /api/v1/security/token` (form), also served at Artifactory's
 /// `POST /artifactory/api/security/token`: create (201) or refresh (200).
 pub(crate) async fn create_token(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -60,7 +60,7 @@ pub(crate) async fn create_token(
 /// the JFrog Access API's form of the same, answering 200 with `token_id`.
 /// `subject` is accepted for `username`.
 pub(crate) async fn create_access_token(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Json(body): Json<serde_json::Map<String, Value>>,
 ) -> Result<Response, ApiError> {
@@ -94,7 +94,7 @@ pub(crate) async fn create_access_token(
 /// Creates or refreshes a token from form-like fields: the status the
 /// Distribution API answers, the body, and the new token's id.
 async fn mint(
-    state: &AppState,
+    state: &HubState,
     who: &Principal,
     form: &HashMap<String, String>,
 ) -> Result<(StatusCode, Value, Option<String>), ApiError> {
@@ -154,7 +154,7 @@ async fn mint(
 
 /// `POST /api/v1/security/token/revoke` (admin; form `token` or `token_id`).
 pub(crate) async fn revoke_token(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -176,7 +176,7 @@ pub(crate) async fn revoke_token(
 
 /// `GET /api/v1/security/token` (admin).
 pub(crate) async fn list_tokens(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let list: Vec<Value> = state
@@ -207,7 +207,7 @@ fn user_json(u: &User) -> Value {
 
 /// `GET /api/v1/security/users` (admin).
 pub(crate) async fn list_users(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let users = state.security.list_users(&who).await?;
@@ -216,7 +216,7 @@ pub(crate) async fn list_users(
 
 /// `GET /api/v1/security/users/{name}` (admin).
 pub(crate) async fn get_user(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -236,7 +236,7 @@ pub(crate) struct UserBody {
 
 /// `PUT /api/v1/security/users/{name}` (admin): 201 creates, 200 updates.
 pub(crate) async fn put_user(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
     Json(body): Json<UserBody>,
@@ -259,7 +259,7 @@ pub(crate) async fn put_user(
 
 /// `DELETE /api/v1/security/users/{name}` (admin): also ends the user's tokens.
 pub(crate) async fn delete_user(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -270,7 +270,7 @@ pub(crate) async fn delete_user(
 /// `GET /artifactory/api/security/lockedUsers` (admin): the user names
 /// refused now after failed logins.
 pub(crate) async fn locked_users(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     Ok(axum::Json(state.security.locked_users_for(&who)?).into_response())
@@ -279,7 +279,7 @@ pub(crate) async fn locked_users(
 /// `POST /artifactory/api/security/unlockUsers/{name}` (admin): lifts a
 /// user's login lockout at once.
 pub(crate) async fn unlock_user(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {

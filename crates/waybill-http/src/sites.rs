@@ -11,7 +11,7 @@ use waybill_app::sites::{Health, SiteRegistration};
 use waybill_core::site::EdgeSite;
 
 use crate::Caller;
-use crate::{ApiError, AppState, Json};
+use crate::{ApiError, HubState, Json};
 
 #[derive(Deserialize)]
 pub(crate) struct Location {
@@ -81,7 +81,7 @@ fn checked_json(site: &EdgeSite, health: &Health) -> Value {
 
 /// `POST /mc/api/v1/jpds`: 201 for a new edge, 200 when the same edge registers again.
 pub(crate) async fn register(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Json(body): Json<JpdBody>,
 ) -> Result<Response, ApiError> {
@@ -101,7 +101,7 @@ pub(crate) async fn register(
 
 /// `GET /mc/api/v1/jpds`.
 pub(crate) async fn list(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
 ) -> Result<Response, ApiError> {
     let listed: Vec<Value> = state
@@ -116,7 +116,7 @@ pub(crate) async fn list(
 
 /// `GET /mc/api/v1/jpds/{id}`.
 pub(crate) async fn get(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -126,7 +126,7 @@ pub(crate) async fn get(
 
 /// `PUT /mc/api/v1/jpds/{id}`: re-checks the edge, which must still be the same one.
 pub(crate) async fn update(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(id): Path<String>,
     Json(body): Json<JpdBody>,
@@ -137,7 +137,7 @@ pub(crate) async fn update(
 
 /// `DELETE /mc/api/v1/jpds/{id}`.
 pub(crate) async fn remove(
-    State(state): State<AppState>,
+    State(state): State<HubState>,
     Caller(who): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,7 +32,7 @@ use waybill_core::store::Expected;
 use waybill_core::time::{format_http_date, format_iso};
 
 use crate::Caller;
-use crate::{ApiError, AppState, Json};
+use crate::{ApiError, Json};
 
 /// Which routes to mount.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +51,11 @@ pub const ARTIFACTORY_VERSION: &str = "7.136.0";
 const WHOLE_BODY_MAX: u64 = 256 << 10;
 
 /// Routes that need authentication.
-pub fn routes(mode: Mode) -> Router<AppState> {
+pub fn routes<S>(mode: Mode) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    Source: FromRef<S>,
+{
     let read = Router::new()
         .route("/artifactory/api/system/version", get(version))
         .route("/artifactory/api/repositories", get(list_repositories))
@@ -93,7 +97,10 @@ pub fn routes(mode: Mode) -> Router<AppState> {
 }
 
 /// Routes anyone may call.
-pub fn anonymous_routes() -> Router<AppState> {
+pub fn anonymous_routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
     Router::new().route("/artifactory/api/system/ping", get(|| async { "OK" }))
 }
 
@@ -240,7 +247,7 @@ struct RepoConfig {
 }
 
 async fn create_repository(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Path(key): Path<String>,
     Json(cfg): Json<RepoConfig>,
@@ -251,7 +258,7 @@ async fn create_repository(
         package_type: cfg.package_type,
         description: cfg.description,
     };
-    let key = state.source.create_repository(&who, &key, req).await?;
+    let key = source.create_repository(&who, &key, req).await?;
     Ok((
         StatusCode::OK,
         format!("Successfully created repository '{key}'"),
@@ -260,11 +267,11 @@ async fn create_repository(
 }
 
 async fn get_repository(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    let repo = state.source.repository(&who, &key).await?;
+    let repo = source.repository(&who, &key).await?;
     Ok(axum::Json(json!({
         "key": repo.key.as_str(),
         "rclass": "local",
@@ -275,13 +282,12 @@ async fn get_repository(
 }
 
 async fn list_repositories(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let base = base_url(&headers);
-    let list: Vec<Value> = state
-        .source
+    let list: Vec<Value> = source
         .list_repositories(&who)
         .await?
         .into_iter()
@@ -299,11 +305,11 @@ async fn list_repositories(
 }
 
 async fn delete_repository(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    let key = state.source.delete_repository(&who, &key).await?;
+    let key = source.delete_repository(&who, &key).await?;
     Ok((
         StatusCode::OK,
         format!("Repository '{key}' and all its content have been removed successfully."),
@@ -314,7 +320,7 @@ async fn delete_repository(
 // ---- deploy, download, delete ------------------------------------------
 
 async fn deploy(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
     headers: HeaderMap,
@@ -337,7 +343,7 @@ async fn deploy(
     let body = body
         .into_data_stream()
         .map(|chunk| chunk.map_err(crate::server::body_error));
-    let deployed = state.source.deploy(&who, (&key, &path), req, body).await?;
+    let deployed = source.deploy(&who, (&key, &path), req, body).await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(file_info(
@@ -384,14 +390,14 @@ fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<(u64, u64)>, ()>
 }
 
 async fn download(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     method: Method,
     Path((repo, raw_path)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    let (item, sums) = state.source.file(&who, (&key, &path)).await?;
+    let (item, sums) = source.file(&who, (&key, &path)).await?;
     let size = item.size;
     let range = match parse_range(&headers, size) {
         Ok(r) => r,
@@ -430,17 +436,17 @@ async fn download(
         Body::empty()
     } else if Source::is_small(size) {
         // Small: the whole content, from memory when it was read before.
-        let whole = state.source.small_content(&sums.sha256, size).await?;
+        let whole = source.small_content(&sums.sha256, size).await?;
         Body::from(whole.slice(start as usize..=end as usize))
     } else if len <= WHOLE_BODY_MAX {
         // Read at once: one blocking call, a 500 rather than a cut-off body
         // on failure, and hyper sends head and body in one write.
-        Body::from(state.source.read_whole(&sums.sha256, start, len).await?)
+        Body::from(source.read_whole(&sums.sha256, start, len).await?)
     } else {
-        Body::from_stream(state.source.stream(sums.sha256, start, end))
+        Body::from_stream(source.stream(sums.sha256, start, end))
     };
     if method == Method::GET {
-        state.source.record_download(&item, &who);
+        source.record_download(&item, &who);
     }
     builder
         .body(body)
@@ -452,26 +458,26 @@ fn hv(s: &str) -> HeaderValue {
 }
 
 async fn delete_path(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
-    state.source.delete(&who, (&key, &path)).await?;
+    source.delete(&who, (&key, &path)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---- storage API -----------------------------------------------------------
 
 async fn storage_root(
-    state: State<AppState>,
+    source: State<Source>,
     Caller(who): Caller,
     Path(repo): Path<String>,
     query: Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     storage_get(
-        state,
+        source,
         Caller(who),
         Path((repo, String::new())),
         query,
@@ -481,7 +487,7 @@ async fn storage_root(
 }
 
 async fn storage_get(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
@@ -496,10 +502,7 @@ async fn storage_get(
         ))),
         None => Ok(()),
     };
-    let target = state
-        .source
-        .storage(&who, (&key, &path), known_modes)
-        .await?;
+    let target = source.storage(&who, (&key, &path), known_modes).await?;
     let base = base_url(&headers);
     let rp = target.repo_path();
     let uri = format!("{base}/api/storage/{rp}");
@@ -522,7 +525,7 @@ async fn storage_get(
         return Ok(axum::Json(json!({"properties": selected, "uri": uri})).into_response());
     }
     if query.contains_key("stats") {
-        let s = state.source.stats(&target).await?;
+        let s = source.stats(&target).await?;
         return Ok(axum::Json(json!({
             "uri": uri,
             "downloadCount": s.count,
@@ -534,7 +537,7 @@ async fn storage_get(
         .into_response());
     }
     if query.contains_key("list") {
-        return file_list(&state, &uri, &target, &query).await;
+        return file_list(&source, &uri, &target, &query).await;
     }
     let repository = &target.repository;
     match target.item {
@@ -542,7 +545,7 @@ async fn storage_get(
             Ok(axum::Json(file_info(&base, i, None)).into_response())
         }
         _ => {
-            let listed = state.source.children(&target).await?;
+            let listed = source.children(&target).await?;
             let children_modified = listed.iter().map(|c| c.modified).max();
             let children: Vec<Value> = listed
                 .into_iter()
@@ -590,7 +593,7 @@ const STORAGE_PARAMS: [&str; 8] = [
 /// Artifactory's File List (`?list&deep=1&depth=N&listFolders=1`): what is
 /// below a folder, with URIs relative to it.
 async fn file_list(
-    state: &AppState,
+    source: &Source,
     uri: &str,
     target: &StorageTarget,
     query: &HashMap<String, String>,
@@ -606,8 +609,7 @@ async fn file_list(
         .item
         .as_ref()
         .map_or(target.repository.created, |i| i.created);
-    let files: Vec<Value> = state
-        .source
+    let files: Vec<Value> = source
         .below(target, flag("deep"), depth, flag("listFolders"))
         .await?
         .into_iter()
@@ -665,7 +667,7 @@ fn recursive(query: &HashMap<String, String>) -> Result<bool, waybill_app::Error
 }
 
 async fn storage_put(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
@@ -681,12 +683,12 @@ async fn storage_put(
             remove: Vec::new(),
         })
     };
-    state.source.edit_props(&who, (&key, &path), edit).await?;
+    source.edit_props(&who, (&key, &path), edit).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn storage_delete(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
@@ -712,7 +714,7 @@ async fn storage_delete(
             remove: keys,
         })
     };
-    state.source.edit_props(&who, (&key, &path), edit).await?;
+    source.edit_props(&who, (&key, &path), edit).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -721,7 +723,7 @@ async fn storage_delete(
 /// the keys given `null`, on the item alone, or on everything below it with
 /// `?recursiveProperties=1`. This is how dohq-artifactory edits properties.
 async fn patch_metadata(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Path((repo, raw_path)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
@@ -776,7 +778,7 @@ async fn patch_metadata(
             remove,
         })
     };
-    state.source.edit_props(&who, (&key, &path), edit).await?;
+    source.edit_props(&who, (&key, &path), edit).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -861,7 +863,7 @@ fn build_file_json(f: &BuildFile) -> Value {
 }
 
 async fn put_build(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Json(dto): Json<BuildInfoDto>,
 ) -> Result<Response, ApiError> {
@@ -891,7 +893,7 @@ async fn put_build(
             created_by: String::new(),
         })
     };
-    state.source.put_build(&who, parse).await?;
+    source.put_build(&who, parse).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -909,12 +911,12 @@ fn build_json(b: &Build) -> Value {
 }
 
 async fn get_build(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Path((name, number)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let build = state.source.build(&who, &name, &number).await?;
+    let build = source.build(&who, &name, &number).await?;
     Ok(axum::Json(json!({
         "buildInfo": build_json(&build),
         "uri": format!("{}/api/build/{name}/{number}", base_url(&headers)),
@@ -924,12 +926,11 @@ async fn get_build(
 
 /// `GET /artifactory/api/build`: every build name, with its latest start.
 async fn list_builds(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let builds: Vec<Value> = state
-        .source
+    let builds: Vec<Value> = source
         .builds(&who)
         .await?
         .iter()
@@ -945,13 +946,12 @@ async fn list_builds(
 /// `GET /artifactory/api/build/{name}`: the runs of one build; 404 when
 /// there are none.
 async fn build_runs(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let numbers: Vec<Value> = state
-        .source
+    let numbers: Vec<Value> = source
         .build_runs(&who, &name)
         .await?
         .iter()
@@ -993,11 +993,11 @@ fn row(query: &AqlQuery, item: &Item) -> Value {
 }
 
 async fn search_aql(
-    State(state): State<AppState>,
+    State(source): State<Source>,
     Caller(who): Caller,
     body: String,
 ) -> Result<Response, ApiError> {
-    let (query, found) = state.source.search(&who, &body).await?;
+    let (query, found) = source.search(&who, &body).await?;
     let results: Vec<Value> = match found {
         Found::Items(items) => items.iter().map(|i| row(&query, i)).collect(),
         Found::Build(None) => vec![],

@@ -11,7 +11,7 @@ use waybill_core::auth::{PasswordHash, User};
 use waybill_core::memory::{MemoryBlobStore, MemoryStore};
 use waybill_core::site::{ServiceId, ServiceKind, ulid_from_parts};
 use waybill_core::store::Store;
-use waybill_http::{AppState, router};
+use waybill_http::{HubState, router};
 
 fn user(name: &str, password: &str, admin: bool) -> User {
     User {
@@ -35,7 +35,7 @@ async fn app() -> (axum::Router, Arc<dyn Store>) {
         .await
         .unwrap();
     let id = ServiceId::new(ServiceKind::Distribution, ulid_from_parts(1, 1));
-    let state = AppState::new(store.clone(), Arc::new(MemoryBlobStore::new()), id);
+    let state = HubState::new(store.clone(), Arc::new(MemoryBlobStore::new()), id);
     (router(state), store)
 }
 
@@ -177,7 +177,7 @@ async fn basic_credentials_without_a_colon_are_refused() {
 async fn read_only_mode_mounts_no_writing_route() {
     let (_, store) = app().await;
     let id = ServiceId::new(ServiceKind::Edge, ulid_from_parts(1, 2));
-    let state = AppState::new(store, Arc::new(MemoryBlobStore::new()), id);
+    let state = HubState::new(store, Arc::new(MemoryBlobStore::new()), id);
     let edge = waybill_http::source::routes(waybill_http::source::Mode::ReadOnly)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

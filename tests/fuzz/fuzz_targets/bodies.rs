@@ -41,7 +41,7 @@ static APP: LazyLock<axum::Router> = LazyLock::new(|| {
             .unwrap();
     });
     let id = ServiceId::new(ServiceKind::Distribution, ulid_from_parts(1, 2));
-    waybill_http::router(waybill_http::AppState::new(
+    waybill_http::router(waybill_http::HubState::new(
         store,
         Arc::new(MemoryBlobStore::new()),
         id,
