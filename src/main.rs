@@ -356,7 +356,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (listener, addr) = bind(&args).await?;
     tracing::info!(%addr, store = %kind, data_dir = %args.data_dir.display(), service_id = %state.service_id, "waybill hub started");
     let limits = args.limits();
+    let distribution = state.distribution.clone();
     http_serve(listener, waybill_http::router(state), limits).await?;
+    // Sites stop at their next step and resume at the next start.
+    if !distribution.shutdown(limits.shutdown_grace).await {
+        tracing::warn!("distributions still running at exit; they resume at the next start");
+    }
     tracing::info!("waybill stopped");
     Ok(())
 }

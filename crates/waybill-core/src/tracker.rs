@@ -62,6 +62,13 @@ pub struct SiteProgress {
     /// Blob bytes actually sent to the site (content it already held is not sent).
     #[serde(default)]
     pub transferred_bytes: u64,
+    /// Attempts that failed and were retried, so a restart keeps counting.
+    #[serde(default)]
+    pub attempts: u32,
+    /// When the next attempt is due, while one is waiting (Unix millis), so
+    /// a restart keeps the backoff.
+    #[serde(default)]
+    pub next_try: Option<Millis>,
 }
 
 /// A distribution tracker.
@@ -183,9 +190,21 @@ impl SiteEvent {
 }
 
 impl SiteProgress {
+    /// Records a failed attempt, to be retried at `next_try`: the count and
+    /// the due time are kept with the site, so backoff survives a restart.
+    pub fn retry_at(&mut self, reason: String, next_try: Millis) -> Result<(), Error> {
+        self.apply(SiteEvent::Retry(reason))?;
+        self.attempts += 1;
+        self.next_try = Some(next_try);
+        Ok(())
+    }
+
     /// Applies `event` to the site, keeping `general_error` in step with it.
     pub fn apply(&mut self, event: SiteEvent) -> Result<(), Error> {
         self.status = self.status.apply(&event)?;
+        if self.status.is_terminal() {
+            self.next_try = None;
+        }
         match event {
             SiteEvent::Retry(reason) | SiteEvent::Fail(reason) => self.general_error = reason,
             SiteEvent::Abort => {
@@ -236,6 +255,8 @@ impl Tracker {
                     file_errors: vec![],
                     files_in_progress: vec![],
                     transferred_bytes: 0,
+                    attempts: 0,
+                    next_try: None,
                 })
                 .collect(),
             auto_create: false,
@@ -330,6 +351,8 @@ Failed + abort: refused
             file_errors: vec![],
             files_in_progress: vec![],
             transferred_bytes: 0,
+            attempts: 0,
+            next_try: None,
         };
         Tracker {
             id: 1,
@@ -379,6 +402,25 @@ Failed + abort: refused
         assert!(
             t.sites[0].apply(SiteEvent::Complete).is_err(),
             "a failed site stays failed"
+        );
+    }
+
+    #[test]
+    fn retries_are_counted_with_their_due_time_until_the_site_ends() {
+        let mut t = tracker(&[SiteStatus::InQueue]);
+        let site = &mut t.sites[0];
+        site.apply(SiteEvent::Start).unwrap();
+        site.retry_at("edge unreachable; retrying".into(), 5_000)
+            .unwrap();
+        site.retry_at("edge unreachable; retrying".into(), 9_000)
+            .unwrap();
+        assert_eq!((site.attempts, site.next_try), (2, Some(9_000)));
+        assert_eq!(site.general_error, "edge unreachable; retrying");
+        site.apply(SiteEvent::Complete).unwrap();
+        assert_eq!(site.next_try, None, "nothing is due for an ended site");
+        assert!(
+            site.retry_at("late".into(), 1).is_err(),
+            "an ended site takes no retry"
         );
     }
 }

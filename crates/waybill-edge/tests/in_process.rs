@@ -120,15 +120,22 @@ impl World {
 
     /// A hub over the world's hub stores, reaching edges through `transport`.
     fn hub(&self, transport: Arc<dyn EdgeTransport>) -> Hub {
+        // Retries come at once: tests wait for outcomes, not for backoff.
+        let quick = RetryPolicy {
+            attempts: 4,
+            base: Duration::from_millis(1),
+            ..RetryPolicy::default()
+        };
+        self.hub_with(transport, quick)
+    }
+
+    /// The same, with the engine working as `policy` says.
+    fn hub_with(&self, transport: Arc<dyn EdgeTransport>, policy: RetryPolicy) -> Hub {
         let mut config = HubConfig::new(
             ServiceId::new(ServiceKind::Distribution, ulid_from_parts(1, 1)),
             transport,
         );
-        // Retries come at once: tests wait for outcomes, not for backoff.
-        config.retry = RetryPolicy {
-            attempts: 4,
-            base: Duration::from_millis(1),
-        };
+        config.retry = policy;
         Hub::new(self.store.clone(), self.blobs.clone(), config)
     }
 
@@ -309,6 +316,10 @@ enum Fault {
     /// The hub dies while one edge (the last) is being prepared, after the
     /// others completed.
     CrashAtLastEdge,
+    /// Every prepare fails transiently.
+    TransientPrepare,
+    /// The first blob send waits until the test opens the gate.
+    GateSend,
 }
 
 /// The in-process transport with a log of calls and one injected fault.
@@ -318,9 +329,16 @@ struct Faulty {
     fault: Fault,
     sends: AtomicUsize,
     log: Mutex<Vec<Call>>,
-    /// Set when the hub reached its crash point (and hangs there).
+    /// Set when the hub reached its crash point (and hangs there), or the gate.
     crashed: Arc<AtomicBool>,
     last_url: String,
+    /// When each prepare was called (Unix millis).
+    prepared_at: Mutex<Vec<u64>>,
+    /// Opened by the test for [`Fault::GateSend`].
+    gate: tokio::sync::Semaphore,
+    /// Sites between prepare and the end of commit now, and the most at once.
+    active: AtomicUsize,
+    most_active: AtomicUsize,
 }
 
 impl Faulty {
@@ -332,6 +350,10 @@ impl Faulty {
             log: Mutex::new(vec![]),
             crashed: Arc::new(AtomicBool::new(false)),
             last_url: world.edges.last().unwrap().url.clone(),
+            prepared_at: Mutex::new(vec![]),
+            gate: tokio::sync::Semaphore::new(0),
+            active: AtomicUsize::new(0),
+            most_active: AtomicUsize::new(0),
         })
     }
 
@@ -372,11 +394,20 @@ impl EdgeTransport for Faulty {
         bundle: &SignedBundle,
     ) -> Result<Vec<Sha256>, DeliveryError> {
         self.log(Call::Prepare(site.url.clone()));
+        self.prepared_at
+            .lock()
+            .unwrap()
+            .push(SystemClock.now_millis());
         match self.fault {
             Fault::CrashAtPrepare => self.crash().await,
             Fault::CrashAtLastEdge if site.url == self.last_url => self.crash().await,
+            Fault::TransientPrepare => {
+                return Err(DeliveryError::Transient("edge unreachable: refused".into()));
+            }
             _ => {}
         }
+        let now = self.active.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_active.fetch_max(now, Ordering::SeqCst);
         self.inner.prepare(site, bundle).await
     }
 
@@ -388,6 +419,10 @@ impl EdgeTransport for Faulty {
                 return Err(DeliveryError::Transient("connection reset".into()));
             }
             Fault::CrashAtSend(k) if n >= k => self.crash().await,
+            Fault::GateSend if n == 1 => {
+                self.crashed.store(true, Ordering::SeqCst);
+                self.gate.acquire().await.unwrap().forget();
+            }
             _ => {}
         }
         self.log(Call::Send(site.url.clone(), blob.digest));
@@ -409,6 +444,7 @@ impl EdgeTransport for Faulty {
         if self.fault == Fault::CrashAfterCommit {
             self.crash().await
         }
+        self.active.fetch_sub(1, Ordering::SeqCst);
         answer
     }
 
@@ -648,4 +684,178 @@ fn a_hub_that_dies_after_the_edge_committed_finishes_without_resending() {
 #[test]
 fn a_hub_that_dies_with_some_sites_completed_leaves_them_alone_after_restart() {
     crash_then_resume(Fault::CrashAtLastEdge, 3);
+}
+
+/// Waits (at most 20 s) until the hub reached the fault's point.
+async fn reached(t: &Faulty) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !t.crashed.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "never reached {:?}", t.fault);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The site of a one-site tracker as the store has it now.
+async fn stored_site(world: &World, id: u64) -> waybill_core::tracker::SiteProgress {
+    world.store.get_tracker(id).await.unwrap().unwrap().sites[0].clone()
+}
+
+#[test]
+fn attempts_and_backoff_survive_a_restart() {
+    let world = World::new(1);
+    let policy = RetryPolicy {
+        attempts: 3,
+        base: Duration::from_millis(400),
+        ..RetryPolicy::default()
+    };
+    let first = Faulty::new(&world, Fault::TransientPrepare);
+    let rt = runtime();
+    let (id, due) = rt.block_on(async {
+        let hub = world.hub_with(first.clone(), policy);
+        set_up(&world, &hub).await;
+        let id = distribute(&hub).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let site = stored_site(&world, id).await;
+            if site.attempts == 1 {
+                let due = site.next_try.expect("a retry is due");
+                assert!(site.general_error.ends_with("; retrying"), "{site:?}");
+                break (id, due);
+            }
+            assert!(Instant::now() < deadline, "no retry recorded: {site:?}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    // The hub dies during the backoff.
+    rt.shutdown_background();
+
+    let second = Faulty::new(&world, Fault::TransientPrepare);
+    runtime().block_on(async {
+        let hub = world.hub_with(second.clone(), policy);
+        hub.distribution.resume().await.unwrap();
+        let t = finished(&hub, id).await;
+        let site = &t.sites[0];
+        assert_eq!(site.status, SiteStatus::Failed);
+        assert!(
+            site.general_error
+                .starts_with("gave up after 3 attempts: prepare: edge unreachable"),
+            "{site:?}"
+        );
+        // One attempt was spent before the restart: two are left, not three.
+        let after = second.prepared_at.lock().unwrap().clone();
+        assert_eq!(after.len(), 2, "attempts after the restart: {after:?}");
+        // And the first of them waited for the stored due time.
+        assert!(
+            after[0] >= due,
+            "retried at {} before it was due at {due}",
+            after[0]
+        );
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_recorded_by_another_hub_stops_the_site_before_its_commit() {
+    let world = World::new(1);
+    let transport = Faulty::new(&world, Fault::GateSend);
+    let running = world.hub(transport.clone());
+    set_up(&world, &running).await;
+    let id = distribute(&running).await;
+    reached(&transport).await;
+    // A second hub over the same store: it does not run this tracker, so
+    // only the store carries its abort to the engine.
+    let other = world.hub(Arc::new(world.local.clone()));
+    let stopped = other
+        .distribution
+        .abort(&admin(), &name(), &version())
+        .await
+        .unwrap();
+    assert_eq!(stopped.len(), 1);
+    transport.gate.add_permits(1);
+    let t = finished(&running, id).await;
+    assert_eq!(t.sites[0].status, SiteStatus::Failed);
+    assert_eq!(t.sites[0].general_error, "aborted");
+    assert!(
+        !transport
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::Commit(_))),
+        "the engine committed an aborted site: {:?}",
+        transport.calls()
+    );
+    let items = world.edges[0]
+        .store
+        .find_items(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        items.is_empty(),
+        "nothing is visible on the edge: {items:?}"
+    );
+}
+
+#[test]
+fn a_shutdown_stops_sites_between_steps_and_the_next_start_finishes_them() {
+    let world = World::new(1);
+    // The first attempt fails; the backoff is long, and shutdown cuts it short.
+    let policy = RetryPolicy {
+        attempts: 3,
+        base: Duration::from_millis(1500),
+        ..RetryPolicy::default()
+    };
+    let transport = Faulty::new(&world, Fault::TransientPrepare);
+    let rt = runtime();
+    let id = rt.block_on(async {
+        let hub = world.hub_with(transport.clone(), policy);
+        set_up(&world, &hub).await;
+        let id = distribute(&hub).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stored_site(&world, id).await.attempts == 0 {
+            assert!(Instant::now() < deadline, "no retry recorded");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        assert!(
+            hub.distribution.shutdown(Duration::from_millis(500)).await,
+            "the engine stopped within the grace period"
+        );
+        let t = world.store.get_tracker(id).await.unwrap().unwrap();
+        assert!(
+            t.finished.is_none(),
+            "a stopped tracker is not finished: {t:?}"
+        );
+        assert_eq!(t.sites[0].status, SiteStatus::InProgress, "{t:?}");
+        assert_eq!(transport.prepared_at.lock().unwrap().len(), 1);
+        id
+    });
+    drop(rt);
+
+    let healthy = Faulty::new(&world, Fault::None);
+    runtime().block_on(async {
+        let hub = world.hub_with(healthy, policy);
+        assert_eq!(hub.distribution.resume().await.unwrap(), 1);
+        let t = finished(&hub, id).await;
+        assert_eq!(t.status(), SiteStatus::Completed, "{t:?}");
+        assert_delivered(&world, &world.edges[0]).await;
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sites_are_worked_within_the_concurrency_bound() {
+    let world = World::new(4);
+    let transport = Faulty::new(&world, Fault::None);
+    let policy = RetryPolicy {
+        site_concurrency: 1,
+        ..RetryPolicy::default()
+    };
+    let hub = world.hub_with(transport.clone(), policy);
+    set_up(&world, &hub).await;
+    let id = distribute(&hub).await;
+    assert_eq!(finished(&hub, id).await.status(), SiteStatus::Completed);
+    for e in &world.edges {
+        assert_delivered(&world, e).await;
+    }
+    assert_eq!(
+        transport.most_active.load(Ordering::SeqCst),
+        1,
+        "one site at a time"
+    );
 }

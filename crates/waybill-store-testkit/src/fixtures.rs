@@ -124,6 +124,9 @@ pub fn tracker(n: &str, v: &str) -> Tracker {
             file_errors: vec![],
             files_in_progress: vec![],
             transferred_bytes: 0,
+            // Retry state must survive every backend's round trip.
+            attempts: 2,
+            next_try: Some(99),
         }],
         auto_create: false,
         delete_on_success: false,

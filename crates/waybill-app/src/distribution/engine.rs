@@ -30,13 +30,17 @@ const PER_SITE_CONCURRENCY: usize = 4;
 /// Blob bytes read per chunk while sending.
 const CHUNK: u64 = 1 << 20;
 
-/// How often a site is retried after transient failures, and how fast.
+/// How the engine works a site: how often a site is retried after
+/// transient failures and how fast, and how many sites it works at once.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
     /// Attempts per site before it fails.
     pub attempts: u32,
     /// The first wait; each further wait doubles, up to 30 s.
     pub base: Duration,
+    /// Sites delivered to at once, across all trackers; the rest wait In
+    /// queue.
+    pub site_concurrency: usize,
 }
 
 impl Default for RetryPolicy {
@@ -44,6 +48,7 @@ impl Default for RetryPolicy {
         RetryPolicy {
             attempts: 8,
             base: Duration::from_millis(500),
+            site_concurrency: 64,
         }
     }
 }
@@ -87,25 +92,88 @@ impl RunCtl {
     }
 }
 
-/// The running trackers, shared by the engine and abort.
-#[derive(Clone, Debug, Default)]
-pub struct Running(Arc<Mutex<HashMap<TrackerId, Arc<RunCtl>>>>);
+/// The running trackers, shared by the engine and abort, and the engine's
+/// stop signal.
+#[derive(Clone, Debug)]
+pub struct Running {
+    trackers: Arc<Mutex<HashMap<TrackerId, Arc<RunCtl>>>>,
+    /// Set once on shutdown; every site stops at its next step.
+    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Bumped whenever a tracker stops running, for [`Running::drained`].
+    finished: Arc<tokio::sync::Notify>,
+}
+
+impl Default for Running {
+    fn default() -> Self {
+        Running {
+            trackers: Arc::default(),
+            stop: Arc::new(tokio::sync::watch::channel(false).0),
+            finished: Arc::default(),
+        }
+    }
+}
 
 impl Running {
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Sleeps `d`, or less when the engine stops meanwhile.
+    async fn pause(&self, d: Duration) -> Result<(), Attempt> {
+        let mut stop = self.stop.subscribe();
+        if *stop.borrow_and_update() {
+            return Err(Attempt::Interrupted);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(d) => Ok(()),
+            _ = stop.changed() => Err(Attempt::Interrupted),
+        }
+    }
+
+    fn is_running(&self, id: TrackerId) -> bool {
+        self.trackers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+    }
+
+    /// Waits until no tracker runs, at most `grace`; whether none does.
+    async fn drained(&self, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let finished = self.finished.notified();
+            if self
+                .trackers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
+            {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, finished).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     fn register(&self, id: TrackerId) -> Arc<RunCtl> {
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.trackers.lock().unwrap_or_else(|e| e.into_inner());
         map.entry(id).or_default().clone()
     }
 
     fn finish(&self, id: TrackerId) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        self.trackers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        self.finished.notify_waiters();
     }
 
     /// Stops the work for `sites` between steps, and returns those of them
     /// whose commit was already sent (they finish on their own).
     pub(super) fn cancel(&self, id: TrackerId, sites: &BTreeSet<String>) -> BTreeSet<String> {
         let Some(ctl) = self
-            .0
+            .trackers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
@@ -127,6 +195,9 @@ enum Attempt {
     Refused(String),
     /// A user aborted the distribution; the abort already recorded it.
     Aborted,
+    /// The hub is shutting down: the site stays as it is, and the next
+    /// start resumes it.
+    Interrupted,
 }
 
 impl Attempt {
@@ -156,8 +227,12 @@ fn signed(v: &ReleaseBundleVersion, auto_create: bool) -> Result<SignedBundle, A
 }
 
 impl Distribution {
-    /// Starts the engine for a tracker in the background.
+    /// Starts the engine for a tracker in the background, unless it runs
+    /// here already.
     pub(super) fn spawn(&self, id: TrackerId) {
+        if self.running.is_running(id) || self.running.stopping() {
+            return;
+        }
         let flag = self.running.register(id);
         let this = self.clone();
         tokio::spawn(async move {
@@ -168,20 +243,42 @@ impl Distribution {
         });
     }
 
-    /// Resumes every unfinished distribution; call when the hub starts.
-    pub async fn resume(&self) -> Result<usize, Error> {
-        let unfinished: Vec<_> = self
+    /// The unfinished trackers this hub should run: every one not running
+    /// here already.
+    ///
+    /// This is the claim step. With one hub per store it needs nothing
+    /// more; when several hubs share a store, it becomes a compare-and-swap
+    /// on a lease (owner and expiry stored with the tracker), renewed while
+    /// the tracker runs, and every engine write is fenced on that owner.
+    async fn claim(&self) -> Result<Vec<TrackerId>, Error> {
+        Ok(self
             .store
             .list_trackers(None, None)
             .await?
             .into_iter()
-            .filter(|t| t.finished.is_none())
-            .collect();
-        for t in &unfinished {
-            tracing::info!(tracker = t.id, bundle = %format!("{}/{}", t.name, t.version), "resuming distribution");
-            self.spawn(t.id);
+            .filter(|t| t.finished.is_none() && !self.running.is_running(t.id))
+            .map(|t| t.id)
+            .collect())
+    }
+
+    /// Claims and runs every unfinished distribution; call when the hub
+    /// starts. Each site picks up where the store says it was, attempts and
+    /// backoff included.
+    pub async fn resume(&self) -> Result<usize, Error> {
+        let claimed = self.claim().await?;
+        for id in &claimed {
+            tracing::info!(tracker = id, "resuming distribution");
+            self.spawn(*id);
         }
-        Ok(unfinished.len())
+        Ok(claimed.len())
+    }
+
+    /// Stops the engine: no tracker starts, every site stops at its next
+    /// step (mid-backoff at once) and stays as the store says, to resume at
+    /// the next start. Waits at most `grace`; whether everything stopped.
+    pub async fn shutdown(&self, grace: Duration) -> bool {
+        self.running.stop.send_replace(true);
+        self.running.drained(grace).await
     }
 
     async fn run(&self, id: TrackerId, flag: Arc<RunCtl>) -> Result<(), Error> {
@@ -220,10 +317,21 @@ impl Distribution {
                 continue;
             };
             let (this, version, flag) = (self.clone(), version.clone(), flag.clone());
-            let (auto, kind) = (tracker.auto_create, tracker.kind);
-            tasks.spawn(async move { this.deliver(id, &edge, &version, auto, kind, &flag).await });
+            let (auto, kind, progress) = (tracker.auto_create, tracker.kind, site.clone());
+            tasks.spawn(async move {
+                // Sites beyond the bound wait here, In queue.
+                let Ok(_permit) = this.site_slots.clone().acquire_owned().await else {
+                    return;
+                };
+                this.deliver(id, &edge, &version, auto, kind, &progress, &flag)
+                    .await
+            });
         }
         while tasks.join_next().await.is_some() {}
+        if self.running.stopping() {
+            // Interrupted, not finished: the next start resumes it.
+            return Ok(());
+        }
         let now = self.clock.now_millis();
         let done = self
             .store
@@ -317,8 +425,39 @@ impl Distribution {
         .await;
     }
 
+    /// Whether the site is still open in the store: an abort recorded by
+    /// any caller (another hub, or this one before a restart) stops it
+    /// between steps.
+    async fn still_open(&self, id: TrackerId, sid: &str) -> Result<(), Attempt> {
+        if self.running.stopping() {
+            return Err(Attempt::Interrupted);
+        }
+        match self.store.get_tracker(id).await {
+            Ok(Some(t))
+                if t.sites
+                    .iter()
+                    .any(|s| s.service_id.as_str() == sid && s.status.is_terminal()) =>
+            {
+                Err(Attempt::Aborted)
+            }
+            // A store that does not answer now is the edge's problem no
+            // more than ours; the attempt goes on and its writes will tell.
+            _ => Ok(()),
+        }
+    }
+
+    /// The wait before attempt `n + 1` after `n` failed ones.
+    fn backoff(&self, n: u32) -> Duration {
+        self.retry
+            .base
+            .saturating_mul(1 << n.saturating_sub(1).min(6))
+            .min(Duration::from_secs(30))
+    }
+
     /// Delivers the version to (or deletes it from) one site, retrying
-    /// transient failures.
+    /// transient failures. `progress` is the site as the store had it: a
+    /// resumed site keeps its count of attempts and waits out its backoff.
+    #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         id: TrackerId,
@@ -326,6 +465,7 @@ impl Distribution {
         v: &ReleaseBundleVersion,
         auto_create: bool,
         kind: TrackerKind,
+        progress: &SiteProgress,
         flag: &RunCtl,
     ) {
         let sid = edge.service_id.as_str();
@@ -333,28 +473,37 @@ impl Distribution {
             self.fail_open(id, sid, "aborted".into()).await;
             return;
         }
+        if self.running.stopping() {
+            return;
+        }
         self.update_site(id, sid, SiteEvent::Start).await;
         let policy = self.retry;
-        let mut last = String::new();
-        for attempt in 0..policy.attempts {
-            if attempt > 0 {
-                let wait = policy
-                    .base
-                    .saturating_mul(1 << (attempt - 1).min(6))
-                    .min(Duration::from_secs(30));
-                tokio::time::sleep(wait).await;
+        let mut failed = progress.attempts;
+        let mut last = progress
+            .general_error
+            .trim_end_matches("; retrying")
+            .to_string();
+        if let Some(due) = progress.next_try {
+            let wait = Duration::from_millis(due.saturating_sub(self.clock.now_millis()));
+            if self.running.pause(wait).await.is_err() {
+                return;
             }
+        }
+        while failed < policy.attempts {
             let outcome = match kind {
                 TrackerKind::Distribute => self.attempt_once(id, edge, v, auto_create, flag).await,
                 // One call that cannot be stopped half-way: like a commit.
-                TrackerKind::DeleteVersion => match flag.begin_commit(sid) {
-                    Ok(()) => self
-                        .sites
-                        .transport()
-                        .remove(edge, v.name.as_str(), v.version.as_str())
-                        .await
-                        .map_err(|e| Attempt::of("delete", e)),
+                TrackerKind::DeleteVersion => match self.still_open(id, sid).await {
                     Err(e) => Err(e),
+                    Ok(()) => match flag.begin_commit(sid) {
+                        Ok(()) => self
+                            .sites
+                            .transport()
+                            .remove(edge, v.name.as_str(), v.version.as_str())
+                            .await
+                            .map_err(|e| Attempt::of("delete", e)),
+                        Err(e) => Err(e),
+                    },
                 },
             };
             match outcome {
@@ -363,6 +512,8 @@ impl Distribution {
                     tracing::info!(tracker = id, site = %edge.name, "site completed");
                     return;
                 }
+                // Shutting down: the site stays as the store says.
+                Err(Attempt::Interrupted) => return,
                 // Stopped by an abort. Usually the abort recorded it already;
                 // a site it left committing (then retried) is recorded here.
                 Err(Attempt::Aborted) => {
@@ -383,10 +534,21 @@ impl Distribution {
                     return;
                 }
                 Err(Attempt::Transient(msg)) => {
-                    tracing::info!(tracker = id, site = %edge.name, %msg, attempt, "retrying site");
-                    self.update_site(id, sid, SiteEvent::Retry(format!("{msg}; retrying")))
+                    failed += 1;
+                    last = msg.clone();
+                    if failed >= policy.attempts {
+                        break;
+                    }
+                    let wait = self.backoff(failed);
+                    let due = self.clock.now_millis() + wait.as_millis() as u64;
+                    tracing::info!(tracker = id, site = %edge.name, %msg, attempt = failed, "retrying site");
+                    // Stored before waiting: a restart meanwhile keeps both.
+                    let reason = format!("{msg}; retrying");
+                    self.update_progress(id, sid, move |s| s.retry_at(reason, due))
                         .await;
-                    last = msg;
+                    if self.running.pause(wait).await.is_err() {
+                        return;
+                    }
                 }
             }
             if flag.cancelled(sid).is_err() {
@@ -523,6 +685,7 @@ impl Distribution {
     ) -> Result<(), Attempt> {
         let sid = edge.service_id.as_str().to_string();
         flag.cancelled(&sid)?;
+        self.still_open(id, &sid).await?;
         let bundle = signed(v, auto_create)?;
         let transport = self.sites.transport();
 
@@ -546,6 +709,7 @@ impl Distribution {
         .await;
 
         flag.cancelled(&sid)?;
+        self.still_open(id, &sid).await?;
         // 2. Send only the missing blobs, a few at a time. Jobs own their
         // inputs: futures that borrow across `.await` defeat Send inference.
         let jobs: Vec<(Sha256, Vec<(String, u64)>)> = missing
@@ -574,6 +738,7 @@ impl Distribution {
 
         // 3. Commit, and believe only a receipt that verifies. Past this
         // point an abort no longer stops the site: it ends as the edge says.
+        self.still_open(id, &sid).await?;
         flag.begin_commit(&sid)?;
         let answer = transport
             .commit(edge, &bundle)

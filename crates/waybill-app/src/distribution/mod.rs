@@ -80,6 +80,8 @@ pub struct Distribution {
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
     running: Running,
+    /// Sites delivered to at once, across trackers.
+    site_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Trackers with their per-version ordinals, those `shown` only.
@@ -117,6 +119,7 @@ impl Distribution {
             clock,
             retry,
             running: Running::default(),
+            site_slots: Arc::new(tokio::sync::Semaphore::new(retry.site_concurrency.max(1))),
         }
     }
 
