@@ -771,6 +771,12 @@ async fn an_abort_recorded_by_another_hub_stops_the_site_before_its_commit() {
         .unwrap();
     assert_eq!(stopped.len(), 1);
     transport.gate.add_permits(1);
+    // The abort finished the tracker already; wait for the engine itself.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running.distribution.is_running(id) {
+        assert!(Instant::now() < deadline, "the engine never stopped");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let t = finished(&running, id).await;
     assert_eq!(t.sites[0].status, SiteStatus::Failed);
     assert_eq!(t.sites[0].general_error, "aborted");

@@ -273,6 +273,11 @@ impl Distribution {
         Ok(claimed.len())
     }
 
+    /// Whether this hub's engine is working on tracker `id` now.
+    pub fn is_running(&self, id: TrackerId) -> bool {
+        self.running.is_running(id)
+    }
+
     /// Stops the engine: no tracker starts, every site stops at its next
     /// step (mid-backoff at once) and stays as the store says, to resume at
     /// the next start. Waits at most `grace`; whether everything stopped.
