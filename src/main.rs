@@ -334,7 +334,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let kind = opened.kind;
     let mut config = waybill_app::HubConfig::new(
         opened.service_id,
-        Arc::new(waybill_http::edge_client::HttpEdgeTransport::default()),
+        Arc::new(waybill_http::edge::client::HttpEdgeTransport::default()),
     );
     config.retry = retry_policy()?;
     config.logs = LOGS.clone();

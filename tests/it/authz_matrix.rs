@@ -551,16 +551,34 @@ fn concrete(template: &str) -> String {
     p.replace("{id}", "1")
 }
 
-/// Route templates registered by the hub's routers, read from their source.
+/// Every `.rs` file below `dir`.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Route templates registered by the hub's routers, read from the wire
+/// crate's source (every module, so a new wire's routes are found too).
 fn discovered_templates() -> BTreeSet<String> {
     let root = env!("CARGO_MANIFEST_DIR");
+    let mut files = Vec::new();
+    rust_files(
+        std::path::Path::new(&format!("{root}/crates/waybill-http/src")),
+        &mut files,
+    );
+    // A path is routed as a literal, or through a constant naming it.
+    let route = regex::Regex::new(r#"(?:\.route\(\s*|const [A-Z_]+: &str = )"([^"]+)""#).unwrap();
     let mut out = BTreeSet::new();
-    for file in [
-        "crates/waybill-http/src/lib.rs",
-        "crates/waybill-http/src/source.rs",
-    ] {
-        let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
-        for piece in text.split('"').skip(1).step_by(2) {
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for m in route.captures_iter(&text) {
+            let piece = &m[1];
             if ["/distribution", "/artifactory", "/mc/", "/access/"]
                 .iter()
                 .any(|p| piece.starts_with(p))
@@ -836,7 +854,7 @@ async fn every_edge_distribution_endpoint_refuses_callers_without_the_token() {
     let data = dir.path().join("data");
     let edge = crate::support::Launch::edge(&data, "e", "c", "DE", "the-token").start();
     let text = std::fs::read_to_string(format!(
-        "{}/crates/waybill-http/src/edge.rs",
+        "{}/crates/waybill-http/src/edge/api.rs",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();

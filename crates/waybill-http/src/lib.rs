@@ -22,24 +22,18 @@ use waybill_core::site::ServiceId;
 use waybill_core::store::{BlobStore, Store};
 use waybill_edge::Edge;
 
-mod apikeys;
+pub mod artifactory;
 pub mod auth;
-mod authz;
-mod bundles;
-pub mod distribute;
-pub mod dto;
 pub mod edge;
-pub mod edge_client;
 pub mod error;
-mod keys;
-mod migration;
-pub mod renders;
-mod security;
+mod mc;
 pub mod server;
-mod sites;
-pub mod source;
-mod support_bundle;
-mod system;
+mod v1;
+
+use artifactory::{apikeys, source};
+use mc::jpds as sites;
+pub(crate) use v1::dto;
+use v1::{authz, bundles, distribute, keys, migration, renders, security, support_bundle, system};
 
 pub use waybill_app::support::LogRing;
 
@@ -72,7 +66,7 @@ impl HubState {
         blobs: Arc<dyn BlobStore>,
         service_id: ServiceId,
     ) -> HubState {
-        let transport = Arc::new(edge_client::HttpEdgeTransport::default());
+        let transport = Arc::new(edge::client::HttpEdgeTransport::default());
         let config = waybill_app::HubConfig::new(service_id, transport);
         HubState::from(Hub::new(store, blobs, config))
     }
@@ -421,7 +415,7 @@ pub fn edge_router(state: EdgeState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(refuse_large_bodies))
         .with_state(state.clone());
-    edge::routes(state.edge)
+    edge::api::routes(state.edge)
         .merge(public)
         .layer(middleware::from_fn(error::wire_errors))
         .layer(middleware::from_fn(log_request))

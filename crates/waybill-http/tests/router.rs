@@ -178,12 +178,14 @@ async fn read_only_mode_mounts_no_writing_route() {
     let (_, store) = app().await;
     let id = ServiceId::new(ServiceKind::Edge, ulid_from_parts(1, 2));
     let state = HubState::new(store, Arc::new(MemoryBlobStore::new()), id);
-    let edge = waybill_http::source::routes(waybill_http::source::Mode::ReadOnly)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            waybill_http::auth::require_auth,
-        ))
-        .with_state(state);
+    let edge = waybill_http::artifactory::source::routes(
+        waybill_http::artifactory::source::Mode::ReadOnly,
+    )
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        waybill_http::auth::require_auth,
+    ))
+    .with_state(state);
     let admin = Some(basic("admin", "root-pw"));
     for (method, path) in [
         ("PUT", "/artifactory/libs/a.txt"),

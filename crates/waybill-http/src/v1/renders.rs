@@ -49,7 +49,7 @@ struct Entries {
 
 /// The cache; cheap to clone, shared by every request.
 #[derive(Clone)]
-pub struct Renders {
+pub(crate) struct Renders {
     epoch: waybill_app::epoch::Epoch,
     entries: Arc<Mutex<Entries>>,
 }
@@ -62,17 +62,11 @@ impl std::fmt::Debug for Renders {
 
 impl Renders {
     /// A cache whose entries count while `epoch` (the bundle epoch) stands.
-    pub fn new(epoch: waybill_app::epoch::Epoch) -> Renders {
+    pub(crate) fn new(epoch: waybill_app::epoch::Epoch) -> Renders {
         Renders {
             epoch,
             entries: Arc::default(),
         }
-    }
-
-    /// Take before writing a version: when the guard drops, after the last
-    /// write on every path out, every rendered body stops counting.
-    pub fn change(&self) -> waybill_app::epoch::Change {
-        self.epoch.change()
     }
 
     /// The body rendered for `key`, if no version changed since.
@@ -154,7 +148,7 @@ mod tests {
             text(r.get_or_render("k".into(), async { body("two") }).await).await,
             "one"
         );
-        drop(r.change());
+        drop(r.epoch.change());
         assert_eq!(
             text(r.get_or_render("k".into(), async { body("two") }).await).await,
             "two"
@@ -173,7 +167,7 @@ mod tests {
         let res = r
             .get_or_render("k".into(), async move {
                 // A write lands while this render runs.
-                drop(racing.change());
+                drop(racing.epoch.change());
                 body("old")
             })
             .await;

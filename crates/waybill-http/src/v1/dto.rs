@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// `GET system/ping` and error bodies share this shape.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct StatusMessage {
+pub(crate) struct StatusMessage {
     /// The HTTP status, repeated in the body.
     pub status_code: u16,
     /// Human text.
@@ -16,7 +16,7 @@ pub struct StatusMessage {
 
 /// `GET system/info`.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SystemInfo {
+pub(crate) struct SystemInfo {
     /// `STABLE`, or `UNSTABLE` when storage does not answer.
     pub status: String,
     /// Details, including the error when unstable.
@@ -30,7 +30,7 @@ pub struct SystemInfo {
 /// `GET`/`POST system/settings`.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct SystemSettings {
+pub(crate) struct SystemSettings {
     /// Stored as given; Waybill never sends usage statistics anywhere.
     #[serde(default)]
     pub call_home_enabled: bool,

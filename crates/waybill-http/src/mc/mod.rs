@@ -1,0 +1,3 @@
+//! JFrog Mission Control's edge registry under `/mc/api/v1/jpds`.
+
+pub(crate) mod jpds;
