@@ -551,24 +551,12 @@ fn concrete(template: &str) -> String {
     p.replace("{id}", "1")
 }
 
-/// Every `.rs` file below `dir`.
-fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
-
 /// Route templates registered by the hub's routers, read from the wire
 /// crate's source (every module, so a new wire's routes are found too).
 fn discovered_templates() -> BTreeSet<String> {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut files = Vec::new();
-    rust_files(
+    crate::support::rust_files(
         std::path::Path::new(&format!("{root}/crates/waybill-http/src")),
         &mut files,
     );

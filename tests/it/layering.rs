@@ -129,7 +129,7 @@ fn the_http_crate_calls_no_store() {
     let field = regex::Regex::new(r"\.(store|blobs)\b").unwrap();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/waybill-http/src");
     let mut files = Vec::new();
-    rust_files(std::path::Path::new(dir), &mut files);
+    crate::support::rust_files(std::path::Path::new(dir), &mut files);
     let mut checked = 0;
     for path in files {
         checked += 1;
@@ -145,16 +145,4 @@ fn the_http_crate_calls_no_store() {
         }
     }
     assert!(checked > 10, "sanity: the sources were read");
-}
-
-/// Every `.rs` file below `dir`.
-fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }

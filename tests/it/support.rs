@@ -359,3 +359,15 @@ pub fn error_message(v: &Value) -> &str {
         .or_else(|| v["errors"][0]["message"].as_str())
         .unwrap_or_else(|| panic!("not an error body: {v}"))
 }
+
+/// Every `.rs` file below `dir`, for tests that read the sources.
+pub fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}

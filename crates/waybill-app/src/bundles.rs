@@ -252,6 +252,31 @@ impl Bundles {
             .map_err(Error::from)
     }
 
+    /// `base` with `req`'s content: the spec checked and gathered as far as
+    /// the caller may read, description, notes and storing repository, and
+    /// a signature when `req` asks to sign at once. The one draft behind
+    /// create and update.
+    async fn draft(
+        &self,
+        who: &Principal,
+        mut base: ReleaseBundleVersion,
+        req: VersionRequest,
+        passphrase: &Secret,
+    ) -> Result<ReleaseBundleVersion, Error> {
+        let spec = spec(req.spec)?;
+        base.description = description(req.description)?;
+        base.release_notes = notes(req.release_notes)?;
+        if let Some(key) = self.storing_key(req.storing_repository).await? {
+            base.storing_repository = key.to_string();
+        }
+        base.artifacts = self.gather_for(who, &spec).await?;
+        base.spec = spec;
+        if req.sign_immediately {
+            base.signature = Some(self.sign_version(passphrase, base.clone()).await?);
+        }
+        Ok(base)
+    }
+
     /// Creates version `name`/`version` from `req`; signs it too when asked,
     /// with the default key unlocked by `passphrase`.
     pub async fn create(
@@ -270,28 +295,21 @@ impl Bundles {
                 "release bundle {name}/{version} already exists"
             )));
         }
-        let spec = spec(req.spec)?;
-        let mut v = ReleaseBundleVersion::new(
+        let fresh = ReleaseBundleVersion::new(
             name.clone(),
             version.clone(),
             self.clock.now_millis(),
             who.name.clone(),
         );
-        v.description = description(req.description)?;
-        v.release_notes = notes(req.release_notes)?;
-        if let Some(key) = self.storing_key(req.storing_repository).await? {
-            v.storing_repository = key.to_string();
-        }
-        v.artifacts = self.gather_for(who, &spec).await?;
-        v.spec = spec;
-        if req.sign_immediately {
-            v.signature = Some(self.sign_version(passphrase, v.clone()).await?);
+        let dry_run = req.dry_run;
+        let mut v = self.draft(who, fresh, req, passphrase).await?;
+        if v.signature.is_some() {
             v.state = match v.state.apply(VersionEvent::Sign)? {
                 After::State(s) => s,
                 After::Deleted => VersionState::Open,
             };
         }
-        if req.dry_run {
+        if dry_run {
             return Ok(Drafted {
                 version: v,
                 stored: false,
@@ -343,19 +361,9 @@ impl Bundles {
         }
         let current = self.existing(name, version).await?;
         current.state.apply(VersionEvent::Update)?;
-        let spec = spec(req.spec)?;
-        let mut next = current.clone();
-        next.description = description(req.description)?;
-        next.release_notes = notes(req.release_notes)?;
-        if let Some(key) = self.storing_key(req.storing_repository).await? {
-            next.storing_repository = key.to_string();
-        }
-        next.artifacts = self.gather_for(who, &spec).await?;
-        next.spec = spec;
-        if req.sign_immediately {
-            next.signature = Some(self.sign_version(passphrase, next.clone()).await?);
-        }
-        if req.dry_run {
+        let dry_run = req.dry_run;
+        let next = self.draft(who, current.clone(), req, passphrase).await?;
+        if dry_run {
             return Ok(Drafted {
                 version: next,
                 stored: false,
