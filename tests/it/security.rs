@@ -578,3 +578,63 @@ async fn tokens_at_artifactory_and_access_paths() {
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     }
 }
+
+/// A token request is authorized before its options are judged, and a
+/// refresh with a bad option changes nothing: the old token and its
+/// refresh token still work (they used to be deleted before the options
+/// were read, leaving the caller with neither).
+#[tokio::test]
+async fn token_options_are_judged_after_authorization_and_before_any_change() {
+    let hub = Hub::start("sqlite");
+    let admin = ("admin", ADMIN_PW);
+    let res = api(&hub, Method::PUT, "security/users/dev")
+        .basic_auth(admin.0, Some(admin.1))
+        .json(&json!({"password": "dev-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let dev = ("dev", "dev-password-1");
+
+    // Another user's token with a malformed option: refused for who asks.
+    let (status, body) = token(&hub, dev, &[("username", "admin"), ("expires_in", "soon")]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // The caller's own, with the same option: the option is what is wrong.
+    let (status, body) = token(&hub, dev, &[("username", "dev"), ("expires_in", "soon")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        crate::support::error_message(&body).contains("expires_in"),
+        "{body}"
+    );
+
+    let (_, t) = token(&hub, dev, &[("username", "dev"), ("refreshable", "true")]).await;
+    let (access, refresh) = (
+        t["access_token"].as_str().unwrap().to_string(),
+        t["refresh_token"].as_str().unwrap().to_string(),
+    );
+    let refresh_with = |extra: (&'static str, &'static str)| {
+        vec![
+            ("grant_type", "refresh_token".to_string()),
+            ("access_token", access.clone()),
+            ("refresh_token", refresh.clone()),
+            (extra.0, extra.1.to_string()),
+        ]
+    };
+    let bad = refresh_with(("refreshable", "maybe"));
+    let bad: Vec<(&str, &str)> = bad.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = token(&hub, dev, &bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        status_with(&hub, &access, "release_bundle").await,
+        StatusCode::OK,
+        "the old token survives a refused refresh"
+    );
+    let good = refresh_with(("refreshable", "true"));
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, body) = token(&hub, dev, &good).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "and so does its refresh token: {body}"
+    );
+}

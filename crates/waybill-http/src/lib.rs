@@ -42,20 +42,24 @@ pub use error::ApiError;
 pub use waybill_app::security::Security;
 
 /// The hub's state: every use-case of the hub, and the wire's read caches.
-/// Cheap to clone. It dereferences to the [`Hub`], so handlers write
-/// `state.bundles.create(…)`; it holds no store, so handlers cannot reach one.
+/// It dereferences to the [`Hub`], so handlers write `state.bundles.sign(…)`;
+/// it holds no store, so handlers cannot reach one. One `Arc` inside: axum
+/// clones the state for every request, and a `Hub` is many handles deep.
 #[derive(Clone, Debug)]
-pub struct HubState {
+pub struct HubState(Arc<HubInner>);
+
+#[derive(Debug)]
+struct HubInner {
     hub: Hub,
     /// Rendered release-bundle reads (see `renders`).
-    pub(crate) renders: renders::Renders,
+    renders: renders::Renders,
 }
 
 impl std::ops::Deref for HubState {
     type Target = Hub;
 
     fn deref(&self) -> &Hub {
-        &self.hub
+        &self.0.hub
     }
 }
 
@@ -70,14 +74,19 @@ impl HubState {
         let config = waybill_app::HubConfig::new(service_id, transport);
         HubState::from(Hub::new(store, blobs, config))
     }
+
+    /// The rendered-read cache.
+    pub(crate) fn renders(&self) -> &renders::Renders {
+        &self.0.renders
+    }
 }
 
 impl From<Hub> for HubState {
     fn from(hub: Hub) -> HubState {
-        HubState {
+        HubState(Arc::new(HubInner {
             renders: renders::Renders::new(hub.bundles.epoch().clone()),
             hub,
-        }
+        }))
     }
 }
 

@@ -49,14 +49,15 @@ pub struct UserChange {
 
 impl Security {
     /// Issues an access token for `username` (the caller, or anyone for an
-    /// admin), with `scope` (the user scope when `None`).
+    /// admin), with `scope` (the user scope when `None`); `lifetime` reads
+    /// the expiry in seconds and whether a refresh token is wanted, once the
+    /// caller is authorized.
     pub async fn issue_token(
         &self,
         who: &Principal,
         username: Option<&str>,
         scope: Option<&str>,
-        expires_in: u64,
-        refreshable: bool,
+        lifetime: impl FnOnce() -> Result<(u64, bool), Error>,
     ) -> Result<IssuedToken, Error> {
         let username = username
             .filter(|u| !u.is_empty())
@@ -87,6 +88,7 @@ impl Security {
                 )));
             }
         }
+        let (expires_in, refreshable) = lifetime()?;
         let (access, refresh, record) = self
             .tokens
             .issue(
@@ -109,14 +111,14 @@ impl Security {
     }
 
     /// Replaces a refreshable token by a new one with the same subject and
-    /// scope; the old token and its refresh token die here.
+    /// scope; the old token and its refresh token die here. `lifetime` is
+    /// read before anything is deleted, so a bad one costs the caller nothing.
     pub async fn refresh_token(
         &self,
         who: &Principal,
         access: &str,
         refresh: &str,
-        expires_in: u64,
-        refreshable: bool,
+        lifetime: impl FnOnce() -> Result<(u64, bool), Error>,
     ) -> Result<IssuedToken, Error> {
         let store = self.store.as_ref();
         let claims = self
@@ -137,6 +139,7 @@ impl Security {
                 who.name
             )));
         }
+        let (expires_in, refreshable) = lifetime()?;
         let _changed = self.change();
         store.delete_token(&record.token_id).await?;
         let (access, refresh, fresh) = self

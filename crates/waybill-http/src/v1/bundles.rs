@@ -301,7 +301,7 @@ pub(crate) async fn get_version(
     state.bundles.authorize_read(&who, &name).await?;
     let format = q.format.unwrap_or_else(|| "json".into());
     let key = format!("version\0{name}\0{version}\0{format}");
-    let renders = state.renders.clone();
+    let renders = state.renders().clone();
     let render = async move {
         render_version(&state, &who, &name, &version, &format)
             .await
@@ -420,7 +420,7 @@ pub(crate) async fn list_all(
             state.security.security_epoch()
         )
     };
-    let renders = state.renders.clone();
+    let renders = state.renders().clone();
     let render = async move {
         list_page(&state, &who, None, start)
             .await
@@ -460,7 +460,7 @@ pub(crate) async fn list_bundle(
     state.bundles.authorize_read(&who, &name).await?;
     let start = start_pos(&q)?;
     let key = format!("list\0{name}\0{start}");
-    let renders = state.renders.clone();
+    let renders = state.renders().clone();
     let render = async move {
         list_page(&state, &who, Some(&name), start)
             .await

@@ -15,22 +15,26 @@ use waybill_core::auth::User;
 use crate::Caller;
 use crate::{ApiError, HubState, Json, Principal};
 
-fn flag(form: &HashMap<String, String>, key: &str, default: bool) -> Result<bool, ApiError> {
+fn flag(
+    form: &HashMap<String, String>,
+    key: &str,
+    default: bool,
+) -> Result<bool, waybill_app::Error> {
     match form.get(key).map(String::as_str) {
         None | Some("") => Ok(default),
         Some("true") => Ok(true),
         Some("false") => Ok(false),
-        Some(other) => Err(ApiError::bad_request(format!(
+        Some(other) => Err(waybill_app::Error::invalid(format!(
             "{key} must be true or false, not '{other}'"
         ))),
     }
 }
 
-fn expires_in(form: &HashMap<String, String>) -> Result<u64, ApiError> {
+fn expires_in(form: &HashMap<String, String>) -> Result<u64, waybill_app::Error> {
     match form.get("expires_in").map(String::as_str) {
         None | Some("") => Ok(0),
         Some(v) => v.parse().map_err(|_| {
-            ApiError::bad_request(format!(
+            waybill_app::Error::invalid(format!(
                 "expires_in must be a whole number of seconds, not '{v}'"
             ))
         }),
@@ -103,15 +107,10 @@ async fn mint(
         "client_credentials" => {
             // Checked before the form's other fields, as before.
             let username = field("username").filter(|u| !u.is_empty());
+            let lifetime = || Ok((expires_in(form)?, flag(form, "refreshable", false)?));
             let issued = state
                 .security
-                .issue_token(
-                    who,
-                    username,
-                    field("scope"),
-                    expires_in(form)?,
-                    flag(form, "refreshable", false)?,
-                )
+                .issue_token(who, username, field("scope"), lifetime)
                 .await?;
             (StatusCode::CREATED, issued)
         }
@@ -122,15 +121,10 @@ async fn mint(
                     "a refresh needs access_token and refresh_token",
                 ));
             };
+            let lifetime = || Ok((expires_in(form)?, flag(form, "refreshable", true)?));
             let issued = state
                 .security
-                .refresh_token(
-                    who,
-                    access,
-                    refresh,
-                    expires_in(form)?,
-                    flag(form, "refreshable", true)?,
-                )
+                .refresh_token(who, access, refresh, lifetime)
                 .await?;
             (StatusCode::OK, issued)
         }
