@@ -320,6 +320,8 @@ enum Fault {
     TransientPrepare,
     /// The first blob send waits until the test opens the gate.
     GateSend,
+    /// The hub dies as it asks an edge to remove a version.
+    CrashAtRemove,
 }
 
 /// The in-process transport with a log of calls and one injected fault.
@@ -455,6 +457,9 @@ impl EdgeTransport for Faulty {
         version: &str,
     ) -> Result<(), DeliveryError> {
         self.log(Call::Remove(site.url.clone()));
+        if self.fault == Fault::CrashAtRemove {
+            self.crash().await
+        }
         self.inner.remove(site, name, version).await
     }
 }
@@ -864,4 +869,74 @@ async fn sites_are_worked_within_the_concurrency_bound() {
         1,
         "one site at a time"
     );
+}
+
+#[test]
+fn a_hub_that_dies_while_deleting_from_edges_finishes_the_deletion_after_restart() {
+    use waybill_app::distribution::DeleteRequest;
+    use waybill_core::store::BundleRepo;
+    let world = World::new(2);
+    let first = Faulty::new(&world, Fault::CrashAtRemove);
+    let rt = runtime();
+    let id = rt.block_on(async {
+        let hub = world.hub(first.clone());
+        set_up(&world, &hub).await;
+        let shipped = distribute(&hub).await;
+        assert_eq!(
+            finished(&hub, shipped).await.status(),
+            SiteStatus::Completed
+        );
+        let req = DeleteRequest {
+            rules: vec![DistributionRule::default()],
+            on_success: Some("delete".into()),
+            ..Default::default()
+        };
+        let id = hub
+            .distribution
+            .delete_from_edges(&admin(), &name(), &version(), req)
+            .await
+            .unwrap()
+            .tracker
+            .unwrap();
+        reached(&first).await;
+        id
+    });
+    rt.shutdown_background();
+
+    runtime().block_on(async {
+        let hub = world.hub(Faulty::new(&world, Fault::None));
+        hub.distribution.resume().await.unwrap();
+        let t = finished(&hub, id).await;
+        assert_eq!(t.status(), SiteStatus::Completed, "{t:?}");
+        for e in &world.edges {
+            // Files go; folders the commit created stay, as in Artifactory.
+            let files: Vec<_> = e
+                .store
+                .find_items(&Default::default())
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|i| i.kind == waybill_core::artifact::ItemKind::File)
+                .collect();
+            assert!(files.is_empty(), "{} still holds {files:?}", e.url);
+            assert!(held(e).await.is_empty(), "{} still holds content", e.url);
+            assert!(
+                e.store
+                    .get_version(&name(), &version())
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        // `on_success: delete`: the hub deletes its own copy once every edge confirmed.
+        assert!(
+            world
+                .store
+                .get_version(&name(), &version())
+                .await
+                .unwrap()
+                .is_none(),
+            "the hub's version is gone after the deletion completed"
+        );
+    });
 }
