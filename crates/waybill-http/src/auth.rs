@@ -39,12 +39,10 @@ fn client_address(req: &Request) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-/// Who sent `req`, from its credentials; 401 without valid ones.
-pub(crate) fn authenticate_request(
-    security: &Security,
-    req: &Request,
-) -> impl std::future::Future<Output = Result<Principal, ApiError>> + Send + 'static {
-    // Owned before any await: a request body is not `Sync`.
+/// The credentials `req` carries, and the client's address: what
+/// [`Security::authenticate`] judges. Owned, so no borrow of the request
+/// (whose body is not `Sync`) is held across the await.
+pub(crate) fn credentials_of(req: &Request) -> (Credentials, Option<IpAddr>) {
     let header = |name: &str| {
         req.headers()
             .get(name)
@@ -55,9 +53,7 @@ pub(crate) fn authenticate_request(
         authorization: header(AUTHORIZATION.as_str()),
         api_key: header("x-jfrog-art-api"),
     };
-    let address: Option<IpAddr> = client_address(req);
-    let security = security.clone();
-    async move { Ok(security.authenticate(credentials, address).await?) }
+    (credentials, client_address(req))
 }
 
 /// Middleware for every route but the anonymous ones: no valid credential, no entry.
@@ -66,7 +62,8 @@ pub async fn require_auth(
     mut req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let principal = authenticate_request(&security, &req).await?;
+    let (credentials, address) = credentials_of(&req);
+    let principal = security.authenticate(credentials, address).await?;
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
 }

@@ -450,9 +450,10 @@ async fn method_not_allowed(
     if anonymous {
         return refuse(req).await;
     }
-    match auth::authenticate_request(&security, &req).await {
+    let (credentials, address) = auth::credentials_of(&req);
+    match security.authenticate(credentials, address).await {
         Ok(_) => refuse(req).await,
-        Err(e) => e.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

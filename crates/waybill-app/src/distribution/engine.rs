@@ -27,8 +27,6 @@ use crate::delivery::{DeliveryError, OutgoingBlob, SignedBundle};
 const BLOB_TRIES: usize = 3;
 /// Blobs sent to one site at the same time.
 const PER_SITE_CONCURRENCY: usize = 4;
-/// Blob bytes read per chunk while sending.
-const CHUNK: u64 = 1 << 20;
 
 /// How the engine works a site: how often a site is retried after
 /// transient failures and how fast, and how many sites it works at once.
@@ -578,26 +576,10 @@ impl Distribution {
         digest: Sha256,
         size: u64,
     ) -> futures_util::stream::BoxStream<'static, Result<bytes::Bytes, std::io::Error>> {
-        let blobs = self.blobs.clone();
-        futures_util::stream::unfold(0u64, move |at| {
-            let blobs = blobs.clone();
-            async move {
-                if at >= size {
-                    return None;
-                }
-                match blobs.read_range(&digest, at, CHUNK.min(size - at)).await {
-                    Ok(b) if b.is_empty() => {
-                        Some((Err(std::io::Error::other("blob ended early")), size))
-                    }
-                    Ok(b) => {
-                        let next = at + b.len() as u64;
-                        Some((Ok(bytes::Bytes::from(b)), next))
-                    }
-                    Err(e) => Some((Err(std::io::Error::other(e.to_string())), size)),
-                }
-            }
-        })
-        .boxed()
+        if size == 0 {
+            return futures_util::stream::empty().boxed();
+        }
+        crate::source::blob_stream(self.blobs.clone(), digest, 0, size - 1).boxed()
     }
 
     /// Sends one missing blob, again when the edge finds it corrupt, and

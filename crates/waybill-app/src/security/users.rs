@@ -163,9 +163,14 @@ impl Security {
     }
 
     /// Revokes a token (admin only); it stops working on the next request.
-    pub async fn revoke_token(&self, who: &Principal, token: TokenRef) -> Result<(), Error> {
+    /// `which` names it, read once the caller is authorized.
+    pub async fn revoke_token(
+        &self,
+        who: &Principal,
+        which: impl FnOnce() -> Result<TokenRef, Error>,
+    ) -> Result<(), Error> {
         who.require_admin()?;
-        let token_id = match token {
+        let token_id = match which()? {
             TokenRef::Id(id) => id,
             TokenRef::Token(t) => {
                 self.tokens

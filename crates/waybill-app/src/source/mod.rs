@@ -183,6 +183,40 @@ impl Repositories {
     }
 }
 
+/// Bytes `start..=end` of a blob in `blobs` as a stream of large chunks: the
+/// one reader behind downloads and the engine's sends. A blob shorter than
+/// its record ends the stream with an error.
+pub(crate) fn blob_stream(
+    blobs: Arc<dyn BlobStore>,
+    digest: Sha256,
+    start: u64,
+    end: u64,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures_util::stream::unfold(start, move |at| {
+        let blobs = blobs.clone();
+        async move {
+            if at > end {
+                return None;
+            }
+            let n = READ_CHUNK.min(end + 1 - at);
+            match blobs.read_range(&digest, at, n).await {
+                Ok(bytes) if bytes.is_empty() => Some((
+                    Err(std::io::Error::other("blob shorter than its record")),
+                    end + 1,
+                )),
+                Ok(bytes) => {
+                    let next = at + bytes.len() as u64;
+                    Some((Ok(Bytes::from(bytes)), next))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, %digest, "reading blob");
+                    Some((Err(std::io::Error::other(e.to_string())), end + 1))
+                }
+            }
+        }
+    })
+}
+
 /// A store conflict or absence as the caller's error, anything else as is.
 fn store_refusal(e: waybill_core::StoreError) -> Error {
     match e.kind() {
@@ -568,30 +602,7 @@ impl Source {
         start: u64,
         end: u64,
     ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-        let blobs = self.blobs.clone();
-        futures_util::stream::unfold(start, move |at| {
-            let blobs = blobs.clone();
-            async move {
-                if at > end {
-                    return None;
-                }
-                let n = READ_CHUNK.min(end + 1 - at);
-                match blobs.read_range(&digest, at, n).await {
-                    Ok(bytes) if bytes.is_empty() => Some((
-                        Err(std::io::Error::other("blob shorter than its record")),
-                        end + 1,
-                    )),
-                    Ok(bytes) => {
-                        let next = at + bytes.len() as u64;
-                        Some((Ok(Bytes::from(bytes)), next))
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, %digest, "reading blob");
-                        Some((Err(std::io::Error::other(e.to_string())), end + 1))
-                    }
-                }
-            }
-        })
+        blob_stream(self.blobs.clone(), digest, start, end)
     }
 
     /// Deletes the item at `key/path` and everything below it.

@@ -656,6 +656,13 @@ fn parse_props_param(raw: &str) -> Result<Props, waybill_app::Error> {
     Ok(props)
 }
 
+/// The `?properties=` parameter that property edits require.
+fn properties_param(query: &HashMap<String, String>) -> Result<&String, waybill_app::Error> {
+    query
+        .get("properties")
+        .ok_or_else(|| waybill_app::Error::invalid("missing ?properties="))
+}
+
 fn recursive(query: &HashMap<String, String>) -> Result<bool, waybill_app::Error> {
     match query.get("recursive").map(String::as_str) {
         None | Some("1") => Ok(true),
@@ -674,9 +681,7 @@ async fn storage_put(
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
     let edit = || {
-        let raw = query
-            .get("properties")
-            .ok_or_else(|| waybill_app::Error::invalid("missing ?properties="))?;
+        let raw = properties_param(&query)?;
         Ok(PropsEdit {
             set: parse_props_param(raw)?,
             recursive: recursive(&query)?,
@@ -695,9 +700,7 @@ async fn storage_delete(
 ) -> Result<Response, ApiError> {
     let (key, path, _) = parse_target(&repo, &raw_path)?;
     let edit = || {
-        let raw = query
-            .get("properties")
-            .ok_or_else(|| waybill_app::Error::invalid("missing ?properties="))?;
+        let raw = properties_param(&query)?;
         let keys: Vec<String> = raw
             .split(',')
             .filter(|k| !k.is_empty())

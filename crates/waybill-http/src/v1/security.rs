@@ -152,19 +152,18 @@ pub(crate) async fn revoke_token(
     Caller(who): Caller,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    who.require_admin()?;
-    let token = form.get("token").filter(|t| !t.is_empty());
-    let id = form.get("token_id").filter(|t| !t.is_empty());
-    let token = match (token, id) {
-        (Some(_), Some(_)) | (None, None) => {
-            return Err(ApiError::bad_request(
+    let which = || {
+        let token = form.get("token").filter(|t| !t.is_empty());
+        let id = form.get("token_id").filter(|t| !t.is_empty());
+        match (token, id) {
+            (Some(_), Some(_)) | (None, None) => Err(waybill_app::Error::invalid(
                 "give exactly one of token and token_id",
-            ));
+            )),
+            (None, Some(id)) => Ok(TokenRef::Id(id.clone())),
+            (Some(t), None) => Ok(TokenRef::Token(t.clone())),
         }
-        (None, Some(id)) => TokenRef::Id(id.clone()),
-        (Some(t), None) => TokenRef::Token(t.clone()),
     };
-    state.security.revoke_token(&who, token).await?;
+    state.security.revoke_token(&who, which).await?;
     Ok(axum::Json(json!({"status_code": 200, "message": "Token revoked"})).into_response())
 }
 
